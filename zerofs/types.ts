@@ -1,0 +1,63 @@
+/**
+ * ZeroFS as the rest of the driver sees it.
+ *
+ * @module
+ */
+
+/** Everything a runner needs to run one volume's ZeroFS. */
+export interface InstanceSpec {
+  volumeId: string;
+  /** Host path of the volume's state directory. */
+  stateDir: string;
+  /** Rendered config.toml text (written by the runner into the state dir). */
+  configToml: string;
+  /** sha256 of configToml + readOnly; a change restarts the instance. */
+  configHash: string;
+  /** Secret values handed to ZeroFS as environment (never argv, never logged). */
+  secretEnv: Record<string, string>;
+  /** Start as a reader (`run --read-only`). */
+  readOnly: boolean;
+  /** Host paths the node agent connects to for readiness. */
+  ninepSocket: string;
+  nbdSocket: string;
+  /** Export that must be listed for readiness (`disk`); empty = only the handshake. */
+  exportName: string;
+}
+
+/** What a runner knows about one instance. */
+export interface InstanceStatus {
+  volumeId: string;
+  running: boolean;
+  ready: boolean;
+  /** Process pid (process runner) or pod name (pod runner). */
+  pid?: number;
+  podName?: string;
+  configHash?: string;
+  /** Why it is not ready, when known. */
+  reason?: string;
+}
+
+/** Owns the ZeroFS instances of this node (process or pod). */
+export interface ZeroFsRunner {
+  /** Running with exactly this config and ready (real handshakes), or throws. */
+  ensure(spec: InstanceSpec): Promise<InstanceStatus>;
+  /** SIGTERM, wait for exit up to the grace period (then SIGKILL + warning). Idempotent. */
+  stop(volumeId: string, stateDir: string): Promise<void>;
+  status(volumeId: string, stateDir: string): Promise<InstanceStatus>;
+}
+
+/** ZeroFS did not become ready in time (→ DEADLINE_EXCEEDED); carries its last log lines. */
+export class ZeroFsNotReadyError extends Error {
+  override readonly name = "ZeroFsNotReadyError";
+  constructor(message: string, readonly logTail: string) {
+    super(logTail ? `${message}; last ZeroFS log lines:\n${logTail}` : message);
+  }
+}
+
+/** A setting is wrong (→ INVALID_ARGUMENT) or something it names is missing (→ FAILED_PRECONDITION). */
+export class SettingsError extends Error {
+  override readonly name = "SettingsError";
+  constructor(message: string, readonly kind: "invalid" | "precondition" = "invalid") {
+    super(message);
+  }
+}
