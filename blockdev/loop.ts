@@ -1,0 +1,78 @@
+/**
+ * Loop devices (`losetup`): turn the nbdfuse file into a block device.
+ *
+ * @module
+ */
+
+import type { ToolOptions } from "./probe.ts";
+import { runTool } from "./run.ts";
+
+/** Ask the kernel for a free loop device (created on demand via /dev/loop-control). */
+export async function findFreeLoopDevice(opts: ToolOptions = {}): Promise<string> {
+  const { stdout } = await (opts.runner ?? runTool)("losetup", ["--find"], {
+    timeoutMs: opts.timeoutMs,
+  });
+  const device = stdout.trim();
+  if (!/^\/dev\/loop\d+$/.test(device)) {
+    throw new Error(`Cannot pick a loop device: losetup --find printed "${device}"`);
+  }
+  return device;
+}
+
+/**
+ * Bind `file` to `device`. Direct I/O keeps the page cache from holding a
+ * second copy of every block (the FUSE file would otherwise be cached too).
+ */
+export async function attachLoopDevice(
+  device: string,
+  file: string,
+  opts: ToolOptions & { readOnly?: boolean } = {},
+): Promise<void> {
+  const args = ["--direct-io=on", ...(opts.readOnly ? ["--read-only"] : []), device, file];
+  await (opts.runner ?? runTool)("losetup", args, { timeoutMs: opts.timeoutMs });
+}
+
+/**
+ * `losetup -d`. The kernel answers success even for a device still in use
+ * (it only sets autoclear), so callers verify with {@linkcode loopBackingFile}.
+ */
+export async function detachLoopDevice(device: string, opts: ToolOptions = {}): Promise<void> {
+  await (opts.runner ?? runTool)("losetup", ["-d", device], { timeoutMs: opts.timeoutMs });
+}
+
+/** A loop device and the file behind it, from `losetup --json --list`. */
+export interface LoopDevice {
+  device: string;
+  backingFile: string;
+}
+
+/** Every configured loop device on the node. */
+export async function listLoopDevices(opts: ToolOptions = {}): Promise<LoopDevice[]> {
+  const { stdout } = await (opts.runner ?? runTool)("losetup", ["--json", "--list"], {
+    timeoutMs: opts.timeoutMs,
+  });
+  // losetup prints nothing at all when no device is configured.
+  if (stdout.trim() === "") return [];
+  const parsed = JSON.parse(stdout) as { loopdevices?: { name: string; "back-file": string }[] };
+  return (parsed.loopdevices ?? []).map((d) => ({ device: d.name, backingFile: d["back-file"] }));
+}
+
+/**
+ * The file behind a loop device according to sysfs, or undefined when the
+ * device is free (the `loop/` directory exists only while it is bound).
+ */
+export async function loopBackingFile(
+  device: string,
+  opts: { sysRoot?: string } = {},
+): Promise<string | undefined> {
+  const name = device.replace(/^\/dev\//, "");
+  try {
+    const text = await Deno.readTextFile(
+      `${opts.sysRoot ?? "/sys"}/block/${name}/loop/backing_file`,
+    );
+    return text.replace(/\n$/, "");
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}

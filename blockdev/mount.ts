@@ -1,0 +1,98 @@
+/**
+ * Mounting and unmounting: filesystems on attached devices, and bind mounts
+ * from the staging path to pod targets.
+ *
+ * @module
+ */
+
+import { findMountByTarget, type MountInfoOptions } from "./mountinfo.ts";
+import type { ToolOptions } from "./probe.ts";
+import { runTool } from "./run.ts";
+import type { FsType } from "./types.ts";
+
+/**
+ * Options a read-only mount needs so the kernel does not write to the device:
+ * replaying a journal is a write, and a reader's ZeroFS refuses writes.
+ */
+const READ_ONLY_OPTIONS: Record<FsType, string[]> = {
+  ext4: ["ro", "noload"],
+  xfs: ["ro", "norecovery"],
+  btrfs: ["ro", "rescue=nologreplay"],
+};
+
+/** Options for {@linkcode mountFilesystem}. */
+export interface MountFilesystemOptions extends ToolOptions {
+  fsType: FsType;
+  /** Mount flags from the volume capability (already validated). */
+  flags?: readonly string[];
+  readOnly?: boolean;
+}
+
+/** The argv of `mount` for a filesystem; exported for the unit tests. */
+export function mountArgs(device: string, target: string, opts: MountFilesystemOptions): string[] {
+  const options = [...(opts.readOnly ? READ_ONLY_OPTIONS[opts.fsType] : []), ...(opts.flags ?? [])];
+  return [
+    "-t",
+    opts.fsType,
+    ...(options.length > 0 ? ["-o", options.join(",")] : []),
+    device,
+    target,
+  ];
+}
+
+/** Mount the filesystem on `device` at `target` (which must exist). */
+export async function mountFilesystem(
+  device: string,
+  target: string,
+  opts: MountFilesystemOptions,
+): Promise<void> {
+  await (opts.runner ?? runTool)("mount", mountArgs(device, target, opts), {
+    timeoutMs: opts.timeoutMs,
+  });
+}
+
+/**
+ * Bind-mount `source` (a directory or a device node) onto `target`. A
+ * read-only bind takes a second step: the kernel ignores `ro` on the first
+ * `mount --bind`, only a remount applies it. If the remount fails, the bind is
+ * undone so nothing writable is left behind.
+ */
+export async function bindMount(
+  source: string,
+  target: string,
+  opts: ToolOptions & { readOnly?: boolean } = {},
+): Promise<void> {
+  const runner = opts.runner ?? runTool;
+  await runner("mount", ["--bind", source, target], { timeoutMs: opts.timeoutMs });
+  if (!opts.readOnly) return;
+  try {
+    await runner("mount", ["-o", "remount,bind,ro", target], { timeoutMs: opts.timeoutMs });
+  } catch (e) {
+    await runner("umount", [target], { timeoutMs: opts.timeoutMs });
+    throw e;
+  }
+}
+
+/**
+ * Unmount `target`. Idempotent: when mountinfo shows nothing mounted there it
+ * returns at once. Verifies afterwards that the mount is gone.
+ */
+export async function unmount(
+  target: string,
+  opts: ToolOptions & MountInfoOptions = {},
+): Promise<void> {
+  if (!(await findMountByTarget(target, opts))) return;
+  await (opts.runner ?? runTool)("umount", [target], { timeoutMs: opts.timeoutMs });
+  const left = await findMountByTarget(target, opts);
+  if (left) {
+    throw new Error(
+      `Cannot unmount ${target}: after umount a ${left.fsType} mount of ${left.source} is still ` +
+        `there (stacked mounts?). Unmount it by hand and retry.`,
+    );
+  }
+}
+
+/** True when `target` is a mount point (per mountinfo). */
+export async function isMountPoint(target: string, opts: MountInfoOptions = {}): Promise<boolean> {
+  return (await findMountByTarget(target, opts)) !== undefined;
+}

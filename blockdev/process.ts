@@ -1,0 +1,65 @@
+/**
+ * Liveness of helper processes the agent started detached (nbdfuse).
+ *
+ * @module
+ */
+
+import { pollUntil } from "./poll.ts";
+
+/**
+ * True when `pid` runs and is not a zombie. A detached helper whose parent
+ * died is re-parented to PID 1, which in a container may never reap it, so a
+ * zombie counts as exited.
+ */
+export async function isProcessAlive(pid: number, procRoot = "/proc"): Promise<boolean> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`${procRoot}/${pid}/stat`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+  // Field 3 follows the parenthesised command name, which may itself contain ")".
+  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return state !== "Z" && state !== "X";
+}
+
+/** The command line of `pid` (argv), or undefined when it is gone. */
+export async function processArgv(pid: number, procRoot = "/proc"): Promise<string[] | undefined> {
+  try {
+    const raw = await Deno.readTextFile(`${procRoot}/${pid}/cmdline`);
+    return raw.split("\0").filter((part, i, all) => part !== "" || i < all.length - 1);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Send `signal` to `pid`; a process that is already gone is not an error. */
+export function signalProcess(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(pid, signal);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Wait up to `graceMs` for a process to exit by itself, then SIGKILL it and
+ * wait again. `isRunning` decides whether `pid` is still *our* process (a pid
+ * can be reused, so the caller checks its command line too). Returns true when
+ * it had to be killed. Throws if it survives SIGKILL.
+ */
+export async function ensureProcessExited(
+  pid: number,
+  opts: { graceMs: number; isRunning: () => Promise<boolean> },
+): Promise<boolean> {
+  const exited = () => opts.isRunning().then((running) => running ? undefined : true);
+  if (await pollUntil(exited, { timeoutMs: opts.graceMs })) return false;
+  signalProcess(pid, "SIGKILL");
+  if (await pollUntil(exited, { timeoutMs: 5_000 })) return true;
+  throw new Error(
+    `Cannot stop process ${pid}: it is still alive 5 s after SIGKILL (stuck in the kernel?). ` +
+      `Inspect /proc/${pid}/stack and retry.`,
+  );
+}

@@ -1,0 +1,76 @@
+/**
+ * The CSI layer: proto, gRPC server, request pipeline, validation, Identity
+ * and Controller services.
+ *
+ * @module
+ */
+
+export {
+  aborted,
+  alreadyExists,
+  Code,
+  codeName,
+  CsiError,
+  deadlineExceeded,
+  failedPrecondition,
+  internal,
+  invalidArgument,
+  notFound,
+  outOfRange,
+  resourceExhausted,
+  toCsiError,
+  unimplemented,
+} from "./errors.ts";
+export { createLogger, type Logger, type LogLevel, parseLogLevel } from "./log.ts";
+export { type Release, VolumeLocks } from "./locks.ts";
+export { redact, REDACTED } from "./redact.ts";
+export {
+  type CsiRequest,
+  type CsiResponse,
+  type Handler,
+  type PipelineContext,
+  runCall,
+  type ServiceHandlers,
+  wrapService,
+} from "./pipeline.ts";
+export {
+  type Capability,
+  type CapabilityOptions,
+  DEFAULT_FS_TYPES,
+  parseAbsolutePath,
+  parseCapabilities,
+  parseCapability,
+  type ParsedCapability,
+  parseMountFlag,
+  parseRequiredString,
+  parseVolumeId,
+  READ_ONLY_ACCESS_MODES,
+  SUPPORTED_ACCESS_MODES,
+} from "./validate.ts";
+export {
+  BLOCK_BYTES,
+  capacityFits,
+  DEFAULT_CAPACITY_BYTES,
+  resolveCapacity,
+  roundUpToBlock,
+} from "./capacity.ts";
+export { CONTEXT_CAPACITY_BYTES, CONTEXT_FS_TYPE } from "./parameters.ts";
+export { createIdentityService, type IdentityOptions } from "./identity.ts";
+export {
+  CONTROLLER_CAPABILITIES,
+  type ControllerDeps,
+  createControllerService,
+  loggingDataRemover,
+  type VolumeDataRemover,
+} from "./controller.ts";
+export { FileVolumeRegistry, type VolumeEntry, type VolumeRegistry } from "./registry.ts";
+export { type CsiServices, csiServices, PROTO_LOADER_OPTIONS } from "./proto.ts";
+export {
+  type CsiServer,
+  type CsiServiceHandlers,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  parseEndpoint,
+  startCsiServer,
+} from "./server.ts";
+export { CSI_SPEC_VERSION, DRIVER_NAME, DRIVER_VERSION } from "./version.ts";
+export { createNodeService, type NodeOptions, type NodeServiceHandlers } from "./node/mod.ts";

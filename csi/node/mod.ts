@@ -1,0 +1,101 @@
+/**
+ * The CSI Node service: stage (ZeroFS → 9P device file → NBD attach →
+ * format once → mount), publish, unpublish, unstage, stats, expand, info.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { NodeLock, selectAttacher } from "../../blockdev/mod.ts";
+import { ProcessRunner } from "../../zerofs/mod.ts";
+import type { Logger } from "../log.ts";
+import type { ServiceHandlers } from "../pipeline.ts";
+import { DEFAULT_FS_TYPES } from "../validate.ts";
+import type { NodeContext, SettingsProvider } from "./context.ts";
+import { nodeExpandVolume } from "./expand.ts";
+import { nodeGetCapabilities, nodeGetInfo } from "./info.ts";
+import { nodePublishVolume, nodeUnpublishVolume } from "./publish.ts";
+import { recoverNodeState } from "./recovery.ts";
+import { FileSettingsProvider } from "./settings_provider.ts";
+import { nodeStageVolume } from "./stage.ts";
+import { NodeStateStore } from "./state.ts";
+import { nodeGetVolumeStats } from "./stats.ts";
+import { nodeUnstageVolume } from "./unstage.ts";
+
+export type { NodeContext, SettingsProvider } from "./context.ts";
+export { NodeStateStore, type NodeVolumeState } from "./state.ts";
+export { unstageVolume } from "./unstage.ts";
+export { volumeCondition } from "./stats.ts";
+export { FileSettingsProvider, parseSettingsFile } from "./settings_provider.ts";
+
+/** Flags of `zerofs-csi node`. */
+export interface NodeOptions {
+  endpoint: string;
+  nodeId: string;
+  stateDir: string;
+  attachMode: "kernel" | "userspace" | "auto";
+  runner: "process" | "pod";
+  zerofsBin: string;
+  settingsFile?: string;
+  kubeconfig?: string;
+  namespace: string;
+  maxVolumes?: number;
+}
+
+/** Node handlers keyed by RPC name. */
+export type NodeServiceHandlers = ServiceHandlers;
+
+/** How long ZeroFS may take to answer its first handshakes. */
+const READY_TIMEOUT_MS = 60_000;
+
+/** Build the node's shared context from its flags. */
+export async function createNodeContext(opts: NodeOptions, log: Logger): Promise<NodeContext> {
+  await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  const lock = new NodeLock(join(opts.stateDir, "node.lock"));
+  const settings: SettingsProvider = opts.settingsFile
+    ? await FileSettingsProvider.load(opts.settingsFile)
+    : new FileSettingsProvider({ defaults: {}, configMaps: {} });
+  if (opts.runner !== "process") {
+    throw new Error(`--runner ${opts.runner} is not available in this build; use --runner process`);
+  }
+  return {
+    nodeId: opts.nodeId,
+    stateRoot: opts.stateDir,
+    allowedFsTypes: DEFAULT_FS_TYPES,
+    maxVolumes: opts.maxVolumes,
+    runner: new ProcessRunner({
+      zerofsBin: opts.zerofsBin,
+      readyTimeoutMs: READY_TIMEOUT_MS,
+      log,
+    }),
+    attacher: await selectAttacher({ mode: opts.attachMode, lock }),
+    states: new NodeStateStore(opts.stateDir),
+    settings,
+    log,
+    readyTimeoutMs: READY_TIMEOUT_MS,
+  };
+}
+
+/** The Node service's handlers over a context (recovery runs first). */
+export async function createNodeService(
+  opts: NodeOptions,
+  log: Logger,
+): Promise<NodeServiceHandlers> {
+  const ctx = await createNodeContext(opts, log);
+  await recoverNodeState(ctx);
+  return nodeHandlers(ctx);
+}
+
+/** Handlers keyed by RPC name; the request pipeline wraps each. */
+export function nodeHandlers(ctx: NodeContext): NodeServiceHandlers {
+  return {
+    NodeStageVolume: (req) => nodeStageVolume(ctx, req),
+    NodeUnstageVolume: (req) => nodeUnstageVolume(ctx, req),
+    NodePublishVolume: (req) => nodePublishVolume(ctx, req),
+    NodeUnpublishVolume: (req) => nodeUnpublishVolume(ctx, req),
+    NodeGetVolumeStats: (req) => nodeGetVolumeStats(ctx, req),
+    NodeExpandVolume: (req) => nodeExpandVolume(ctx, req),
+    NodeGetCapabilities: () => Promise.resolve(nodeGetCapabilities()),
+    NodeGetInfo: () => nodeGetInfo(ctx),
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * Node RPC inputs, parsed once at the edge into plain typed values.
+ *
+ * @module
+ */
+
+import type { FsType } from "../../blockdev/mod.ts";
+import { invalidArgument } from "../errors.ts";
+import {
+  parseAbsolutePath,
+  parseCapability,
+  type ParsedCapability,
+  parseVolumeId,
+} from "../validate.ts";
+
+/** The proto-loader shape of a VolumeCapability (keepCase). */
+// deno-lint-ignore no-explicit-any
+export type RawRequest = Record<string, any>;
+
+const READ_ONLY_MODES = new Set(["SINGLE_NODE_READER_ONLY", "MULTI_NODE_READER_ONLY"]);
+const ROUNDING_BYTES = 4096;
+/** Used when a volume context carries no capacity (a volume not made by our controller). */
+export const DEFAULT_CAPACITY_BYTES = 1 << 30;
+
+/** A validated NodeStageVolume request. */
+export interface StageInput {
+  volumeId: string;
+  stagingPath: string;
+  capability: ParsedCapability;
+  /** The filesystem to use (mount access). */
+  fsType?: FsType;
+  /** Staged as a ZeroFS reader with a read-only device. */
+  readOnly: boolean;
+  capacityBytes: number;
+  volumeContext: Record<string, string>;
+  secrets: Record<string, string>;
+}
+
+/** Validate NodeStageVolume's fields; every failure names the field. */
+export function parseStageRequest(
+  req: RawRequest,
+  allowedFsTypes: readonly string[],
+): StageInput {
+  const volumeId = parseVolumeId(req.volume_id, "volume_id");
+  const stagingPath = parseAbsolutePath(req.staging_target_path, "staging_target_path");
+  if (!req.volume_capability) throw invalidArgument("volume_capability is required");
+  const capability = parseCapability(req.volume_capability, { allowedFsTypes });
+  const volumeContext: Record<string, string> = req.volume_context ?? {};
+  const publishContext: Record<string, string> = req.publish_context ?? {};
+  return {
+    volumeId,
+    stagingPath,
+    capability,
+    fsType: capability.accessType === "mount"
+      ? fsTypeOf(capability, volumeContext, allowedFsTypes)
+      : undefined,
+    readOnly: READ_ONLY_MODES.has(capability.accessMode) || publishContext.readonly === "true",
+    capacityBytes: capacityOf(volumeContext),
+    volumeContext,
+    secrets: req.secrets ?? {},
+  };
+}
+
+/** Validate the fields shared by NodePublishVolume and NodeUnpublishVolume. */
+export function parseTargetRequest(req: RawRequest): { volumeId: string; targetPath: string } {
+  return {
+    volumeId: parseVolumeId(req.volume_id, "volume_id"),
+    targetPath: parseAbsolutePath(req.target_path, "target_path"),
+  };
+}
+
+function fsTypeOf(
+  capability: ParsedCapability,
+  volumeContext: Record<string, string>,
+  allowed: readonly string[],
+): FsType {
+  const fsType = capability.fsType || volumeContext.fsType || volumeContext.filesystem || "ext4";
+  if (!allowed.includes(fsType)) {
+    throw invalidArgument(
+      `fs type "${fsType}" is not supported; use one of ${allowed.join(", ")}`,
+    );
+  }
+  return fsType as FsType;
+}
+
+function capacityOf(volumeContext: Record<string, string>): number {
+  const text = volumeContext.capacityBytes;
+  if (text === undefined) return DEFAULT_CAPACITY_BYTES;
+  const bytes = Number(text);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw invalidArgument(
+      `volume_context.capacityBytes "${text}" is not a positive whole number of bytes`,
+    );
+  }
+  return Math.ceil(bytes / ROUNDING_BYTES) * ROUNDING_BYTES;
+}

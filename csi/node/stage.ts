@@ -1,0 +1,241 @@
+/**
+ * NodeStageVolume: make a volume's device ready at the staging path.
+ *
+ * Steps, each idempotent and each undone on failure (newest first):
+ *   1. record the staging intent (state.json, phase "staging")   undo: forget state
+ *   2. ZeroFS running with this config and ready                  undo: stop ZeroFS
+ *   3. 9P: the record, and the device file at least the capacity
+ *   4. attach the NBD export (device recorded before connecting)  undo: detach
+ *   5. mount access: format once, then mount at the staging path  undo: unmount
+ *   6. record phase "staged"
+ * NodeUnstageVolume runs the undo column top-down: unmount, detach, stop, forget.
+ *
+ * @module
+ */
+
+import {
+  type Attachment,
+  findMountByTarget,
+  isZeroed,
+  makeFilesystem,
+  mountFilesystem,
+  probeSignature,
+  unmount,
+} from "../../blockdev/mod.ts";
+import { type VolumePaths, volumePaths } from "../../zerofs/mod.ts";
+import { alreadyExists, failedPrecondition } from "../errors.ts";
+import type { NodeContext } from "./context.ts";
+import { decideFormat } from "./format_once.ts";
+import { parseStageRequest, type RawRequest, type StageInput } from "./requests.ts";
+import type { NodeVolumeState } from "./state.ts";
+import { UndoStack } from "./undo.ts";
+import { prepareVolumeFiles, recordFormatted, type VolumeFiles } from "./volume_files.ts";
+import { instanceSpecFor } from "./zerofs_instance.ts";
+
+const ZERO_CHECK_BYTES = 1 << 20;
+
+/** NodeStageVolume. */
+export async function nodeStageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
+  const input = parseStageRequest(req, ctx.allowedFsTypes);
+  const prior = await ctx.states.read(input.volumeId);
+  if (prior) rejectIncompatible(prior, input);
+  if (prior?.phase === "staged" && await isStagingIntact(ctx, prior)) return {};
+  const undo = new UndoStack();
+  try {
+    await stage(ctx, input, prior, undo);
+  } catch (e) {
+    await undo.unwind(ctx.log);
+    throw e;
+  }
+  return {};
+}
+
+async function stage(
+  ctx: NodeContext,
+  input: StageInput,
+  prior: NodeVolumeState | null,
+  undo: UndoStack,
+): Promise<void> {
+  const paths = volumePaths(ctx.stateRoot, input.volumeId);
+  let state: NodeVolumeState = { ...(prior ?? initialState(input)), phase: "staging" };
+  await ctx.states.write(state);
+  if (!prior) undo.push("forget state", () => ctx.states.remove(input.volumeId));
+
+  const connected = prior?.attachment && await ctx.attacher.isConnected(prior.attachment)
+    ? prior.attachment
+    : undefined;
+  if (connected) await requireRunningZeroFs(ctx, input.volumeId, paths);
+  else await ensureZeroFs(ctx, input, paths, undo);
+
+  const files = await prepareVolumeFiles(paths.ninepSocket, {
+    volumeId: input.volumeId,
+    sizeBytes: input.capacityBytes,
+    readOnly: input.readOnly,
+    recordFsType: input.fsType ?? "block",
+  });
+  const attachment = connected ?? await attach(ctx, { state, paths, input, undo });
+  state = { ...state, attachment };
+  if (input.capability.accessType === "mount") {
+    await formatOnceAndMount(ctx, { input, device: attachment.device, files, paths, undo });
+  }
+  await ctx.states.write({ ...state, phase: "staged" });
+}
+
+function initialState(input: StageInput): NodeVolumeState {
+  return {
+    schema: 1,
+    volumeId: input.volumeId,
+    stagingPath: input.stagingPath,
+    accessType: input.capability.accessType,
+    fsType: input.fsType,
+    mountFlags: input.capability.mountFlags,
+    readOnly: input.readOnly,
+    accessMode: input.capability.accessMode,
+    phase: "staging",
+    publishedTargets: [],
+    updatedAt: new Date().toISOString(),
+  };
+}
+
+/** The spec's "volume published but incompatible": same volume, other staging. */
+function rejectIncompatible(prior: NodeVolumeState, input: StageInput): void {
+  const differences: string[] = [];
+  if (prior.stagingPath !== input.stagingPath) {
+    differences.push(`staging path ${prior.stagingPath}`);
+  }
+  if (prior.accessType !== input.capability.accessType) {
+    differences.push(`${prior.accessType} access`);
+  }
+  if (prior.fsType !== input.fsType) differences.push(`fs type ${prior.fsType}`);
+  if (prior.readOnly !== input.readOnly) {
+    differences.push(prior.readOnly ? "read-only" : "read-write");
+  }
+  if (prior.mountFlags.join(",") !== input.capability.mountFlags.join(",")) {
+    differences.push(`mount flags [${prior.mountFlags.join(", ")}]`);
+  }
+  if (differences.length > 0) {
+    throw alreadyExists(
+      `volume "${input.volumeId}" is already staged with ${differences.join(", ")}; ` +
+        `unstage it before staging it differently`,
+    );
+  }
+}
+
+/** Staged, and everything it stands on still there: the fast, common path of a retry. */
+export async function isStagingIntact(ctx: NodeContext, state: NodeVolumeState): Promise<boolean> {
+  if (!state.attachment || !(await ctx.attacher.isConnected(state.attachment))) return false;
+  if (state.accessType === "block") return true;
+  const mount = await findMountByTarget(state.stagingPath);
+  return mount?.source === state.attachment.device;
+}
+
+async function ensureZeroFs(
+  ctx: NodeContext,
+  input: StageInput,
+  paths: VolumePaths,
+  undo: UndoStack,
+): Promise<void> {
+  const spec = await instanceSpecFor(ctx, { ...input, paths });
+  const before = await ctx.runner.status(input.volumeId, paths.dir);
+  await ctx.runner.ensure(spec);
+  if (!before.running) {
+    undo.push("stop ZeroFS", () => ctx.runner.stop(input.volumeId, paths.dir));
+  }
+}
+
+/**
+ * A device still connected to ZeroFS (the agent died mid-stage) is reused
+ * as is: restarting ZeroFS under it would hand it a server that may have
+ * lost acknowledged writes.
+ */
+async function requireRunningZeroFs(
+  ctx: NodeContext,
+  volumeId: string,
+  paths: VolumePaths,
+): Promise<void> {
+  const status = await ctx.runner.status(volumeId, paths.dir);
+  if (!status.ready) {
+    throw failedPrecondition(
+      `volume "${volumeId}" has a device connected but its ZeroFS is not ready ` +
+        `(${status.reason ?? "not running"}); unstage the volume to recover it`,
+    );
+  }
+}
+
+async function attach(
+  ctx: NodeContext,
+  step: { state: NodeVolumeState; paths: VolumePaths; input: StageInput; undo: UndoStack },
+): Promise<Attachment> {
+  const { state, paths, input, undo } = step;
+  if (state.attachment) await ctx.attacher.detach(state.attachment);
+  const attachment = await ctx.attacher.attach(
+    {
+      volumeId: input.volumeId,
+      socketPath: paths.nbdSocket,
+      exportName: "disk",
+      readOnly: input.readOnly,
+      workDir: paths.dir,
+    },
+    (intent) => ctx.states.write({ ...state, attachment: intent }),
+  );
+  undo.push("detach", async () => {
+    await ctx.attacher.detach(attachment);
+    await ctx.states.write({ ...state, attachment: undefined });
+  });
+  return attachment;
+}
+
+async function formatOnceAndMount(
+  ctx: NodeContext,
+  step: {
+    input: StageInput;
+    device: string;
+    files: VolumeFiles;
+    paths: VolumePaths;
+    undo: UndoStack;
+  },
+): Promise<void> {
+  const { input, device, files, paths, undo } = step;
+  const fsType = input.fsType!;
+  const existing = await findMountByTarget(input.stagingPath);
+  if (existing?.source === device) return;
+  if (existing) {
+    throw failedPrecondition(
+      `staging path ${input.stagingPath} already has ${existing.source} mounted; ` +
+        `unmount it first`,
+    );
+  }
+  const decision = await decideFormat({
+    requestedFsType: fsType,
+    record: files.record,
+    signature: await probeSignature(device),
+    firstMegabyteIsZero: () => isZeroed(device, { bytes: ZERO_CHECK_BYTES }),
+  });
+  if (decision.action === "refuse") {
+    throw failedPrecondition(`cannot stage volume "${input.volumeId}": ${decision.reason}`);
+  }
+  if (input.readOnly && (decision.action === "format" || decision.writeRecord)) {
+    throw failedPrecondition(
+      `volume "${input.volumeId}" has never been formatted by zerofs-csi; ` +
+        `stage it read-write once before staging it read-only`,
+    );
+  }
+  if (decision.action === "format") {
+    ctx.log.log("info", "formatting new volume", {
+      volume_id: input.volumeId,
+      fs_type: fsType,
+      device,
+    });
+    await makeFilesystem(device, fsType);
+  }
+  if (decision.action === "format" || decision.writeRecord) {
+    await recordFormatted(paths.ninepSocket, files.record, fsType);
+  }
+  await Deno.mkdir(input.stagingPath, { recursive: true });
+  await mountFilesystem(device, input.stagingPath, {
+    fsType,
+    flags: input.capability.mountFlags,
+    readOnly: input.readOnly,
+  });
+  undo.push("unmount", () => unmount(input.stagingPath));
+}

@@ -1,0 +1,114 @@
+/**
+ * The two files the node keeps inside a volume's ZeroFS filesystem, reached
+ * through the userspace 9P client: the NBD device file `/.nbd/disk` and the
+ * volume record `/.zerofs-csi.json` (what allows a format).
+ *
+ * @module
+ */
+
+import {
+  ensureDeviceFile,
+  NinepClient,
+  readDeviceFileSize,
+  readVolumeRecord,
+  type VolumeRecord,
+  writeVolumeRecord,
+} from "../../zerofs/mod.ts";
+import { DRIVER_VERSION } from "../version.ts";
+import { failedPrecondition } from "../errors.ts";
+
+/** NBD export (and device file) name inside every volume. */
+export const DEVICE_EXPORT = "disk";
+const NINEP_TIMEOUT_MS = 10_000;
+
+/** What the stage learned about the volume's files. */
+export interface VolumeFiles {
+  record: VolumeRecord | null;
+  deviceSizeBytes: number;
+}
+
+/** How the volume is being staged. */
+export interface PrepareOptions {
+  volumeId: string;
+  sizeBytes: number;
+  readOnly: boolean;
+  /** `block` for raw access, else the filesystem the volume will carry. */
+  recordFsType: VolumeRecord["fsType"];
+}
+
+/**
+ * Read-write: ensure the device file has at least `sizeBytes` (never shrunk)
+ * and, for a brand-new volume, write its record (formatted: false) first.
+ * Read-only: the volume must already exist; nothing is written.
+ */
+export async function prepareVolumeFiles(
+  ninepSocket: string,
+  opts: PrepareOptions,
+): Promise<VolumeFiles> {
+  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
+  try {
+    const record = await readVolumeRecord(client);
+    const existingSize = await readDeviceFileSize(client, DEVICE_EXPORT);
+    if (opts.readOnly) {
+      if (existingSize === null) {
+        throw failedPrecondition(
+          `volume "${opts.volumeId}" has no device yet, so it cannot be staged read-only; ` +
+            `stage it read-write once first`,
+        );
+      }
+      return { record, deviceSizeBytes: existingSize };
+    }
+    let fresh = record;
+    if (record === null && existingSize === null) {
+      fresh = newRecord(opts.recordFsType);
+      await writeVolumeRecord(client, fresh);
+    }
+    const device = await ensureDeviceFile(client, {
+      name: DEVICE_EXPORT,
+      sizeBytes: opts.sizeBytes,
+    });
+    return { record: fresh, deviceSizeBytes: device.sizeBytes };
+  } finally {
+    await client.close();
+  }
+}
+
+/** Grow the device file to at least `sizeBytes`; returns the size it now has. */
+export async function growDeviceFile(ninepSocket: string, sizeBytes: number): Promise<number> {
+  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
+  try {
+    return (await ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes })).sizeBytes;
+  } finally {
+    await client.close();
+  }
+}
+
+/** Record that the device now carries a `fsType` filesystem. */
+export async function recordFormatted(
+  ninepSocket: string,
+  prior: VolumeRecord | null,
+  fsType: VolumeRecord["fsType"],
+): Promise<void> {
+  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
+  try {
+    const now = new Date().toISOString();
+    await writeVolumeRecord(client, {
+      ...(prior ?? newRecord(fsType)),
+      fsType,
+      formatted: true,
+      formattedAt: now,
+    });
+  } finally {
+    await client.close();
+  }
+}
+
+function newRecord(fsType: VolumeRecord["fsType"]): VolumeRecord {
+  return {
+    schema: 1,
+    driverVersion: DRIVER_VERSION,
+    fsType,
+    formatted: false,
+    createdAt: new Date().toISOString(),
+  };
+}

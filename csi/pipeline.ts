@@ -1,0 +1,129 @@
+/**
+ * The one wrapper around every RPC handler: per-volume lock, timing, one
+ * structured log line, secret redaction and error mapping. Handlers are plain
+ * async functions; the pipeline turns them into grpc-js unary handlers.
+ *
+ * @module
+ */
+
+import type * as grpc from "@grpc/grpc-js";
+import { Code, codeName, CsiError, toCsiError } from "./errors.ts";
+import type { VolumeLocks } from "./locks.ts";
+import type { Logger } from "./log.ts";
+import { redact, scrubValues, secretValuesOf } from "./redact.ts";
+
+/** A CSI request as proto-loader decodes it (snake_case fields). */
+// deno-lint-ignore no-explicit-any
+export type CsiRequest = Record<string, any>;
+/** A CSI response object. */
+// deno-lint-ignore no-explicit-any
+export type CsiResponse = Record<string, any>;
+/** One RPC handler. */
+export type Handler = (req: CsiRequest) => Promise<CsiResponse>;
+/** A service's handlers keyed by RPC name (`CreateVolume`, `NodeStageVolume`, …). */
+export type ServiceHandlers = Record<string, Handler>;
+
+/** What the pipeline needs. */
+export interface PipelineContext {
+  log: Logger;
+  locks: VolumeLocks;
+}
+
+/** RPCs that take no volume lock (read-only or node-wide). */
+const UNLOCKED: ReadonlySet<string> = new Set([
+  "GetPluginInfo",
+  "GetPluginCapabilities",
+  "Probe",
+  "ControllerGetCapabilities",
+  "NodeGetCapabilities",
+  "NodeGetInfo",
+  "ValidateVolumeCapabilities",
+  "NodeGetVolumeStats",
+  "ListVolumes",
+  "GetCapacity",
+]);
+
+/** The volume a request is about: `volume_id`, or `name` for CreateVolume. */
+export function volumeKeyOf(method: string, req: CsiRequest): string | undefined {
+  const key = method === "CreateVolume" ? req.name : req.volume_id;
+  return typeof key === "string" && key !== "" ? key : undefined;
+}
+
+/**
+ * Run one call through the pipeline and resolve with the response, or reject
+ * with a {@linkcode CsiError} (never anything else).
+ */
+export async function runCall(
+  ctx: PipelineContext,
+  call: { method: string; handler: Handler; req: CsiRequest },
+): Promise<CsiResponse> {
+  const started = performance.now();
+  const volumeId = volumeKeyOf(call.method, call.req);
+  let release: (() => void) | undefined;
+  try {
+    // Synchronous, before the first await: two calls cannot both get past here.
+    if (volumeId !== undefined && !UNLOCKED.has(call.method)) {
+      release = ctx.locks.acquire(volumeId, call.method);
+    }
+    if (ctx.log.enabled("debug")) {
+      ctx.log.log("debug", "rpc request", { method: call.method, request: redact(call.req) });
+    }
+    const res = await call.handler(call.req);
+    logCall(ctx.log, { method: call.method, volumeId, started, code: Code.OK });
+    return res;
+  } catch (e) {
+    const err = toCsiError(e);
+    const safe = new CsiError(err.code, scrubValues(err.message, secretValuesOf(call.req)));
+    logCall(ctx.log, {
+      method: call.method,
+      volumeId,
+      started,
+      code: safe.code,
+      error: safe.message,
+    });
+    throw safe;
+  } finally {
+    release?.();
+  }
+}
+
+function logCall(
+  log: Logger,
+  o: { method: string; volumeId?: string; started: number; code: Code; error?: string },
+): void {
+  const level = o.code === Code.OK ? "info" : o.code === Code.INTERNAL ? "error" : "warn";
+  log.log(level, "rpc", {
+    method: o.method,
+    ...(o.volumeId !== undefined ? { volume_id: o.volumeId } : {}),
+    duration_ms: Math.round((performance.now() - o.started) * 1000) / 1000,
+    grpc_code: codeName(o.code),
+    ...(o.error !== undefined ? { error: o.error } : {}),
+  });
+}
+
+/**
+ * Wrap a service's handlers as grpc-js unary handlers. Every method of
+ * `methodNames` is served: one without a handler answers UNIMPLEMENTED.
+ */
+export function wrapService(
+  ctx: PipelineContext,
+  methodNames: readonly string[],
+  handlers: ServiceHandlers,
+): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const method of methodNames) {
+    const handler: Handler = handlers[method] ?? (() => {
+      throw new CsiError(Code.UNIMPLEMENTED, `${method} is not implemented by this driver`);
+    });
+    impl[method] = (
+      call: grpc.ServerUnaryCall<CsiRequest, CsiResponse>,
+      callback: grpc.sendUnaryData<CsiResponse>,
+    ) => {
+      runCall(ctx, { method, handler, req: call.request }).then(
+        (res) => callback(null, res),
+        (err: CsiError) => callback({ code: err.code, details: err.message }),
+      );
+    };
+  }
+  return impl;
+}

@@ -1,0 +1,105 @@
+/**
+ * The controller's record of the volumes it created, so CreateVolume stays
+ * idempotent across controller restarts.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { readFileIfExists, writeFileAtomic } from "../zerofs/atomic_file.ts";
+import { internal } from "./errors.ts";
+import { parseVolumeId } from "./validate.ts";
+
+/** Schema version of a volume record. */
+export const VOLUME_RECORD_SCHEMA = 1;
+
+/** What the controller remembers about one volume. */
+export interface VolumeEntry {
+  /** CreateVolume name = volume ID. */
+  name: string;
+  capacityBytes: number;
+  /** `volume_context` returned by CreateVolume (parameters + capacityBytes + fsType). */
+  volumeContext: Record<string, string>;
+  /** CreateVolume parameters as given. */
+  parameters: Record<string, string>;
+  createdAt: string;
+}
+
+/** Where volume entries live. */
+export interface VolumeRegistry {
+  /** The entry, or null when the volume is unknown. A corrupt record throws. */
+  get(name: string): Promise<VolumeEntry | null>;
+  put(entry: VolumeEntry): Promise<void>;
+  /** Idempotent. */
+  delete(name: string): Promise<void>;
+}
+
+/** One JSON file per volume under `<stateDir>/controller/volumes/<name>.json`. */
+export class FileVolumeRegistry implements VolumeRegistry {
+  readonly dir: string;
+  constructor(stateDir: string) {
+    this.dir = join(stateDir, "controller", "volumes");
+  }
+
+  /** Create the directory (0700). */
+  async init(): Promise<void> {
+    await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  #path(name: string): string {
+    // Names were validated as volume IDs: no "/" and no "..", so this stays in dir.
+    return join(this.dir, `${parseVolumeId(name, "name")}.json`);
+  }
+
+  async get(name: string): Promise<VolumeEntry | null> {
+    const path = this.#path(name);
+    const text = await readFileIfExists(path);
+    if (text === null) return null;
+    return parseRecord(text, path);
+  }
+
+  async put(entry: VolumeEntry): Promise<void> {
+    const record = { schema: VOLUME_RECORD_SCHEMA, ...entry };
+    await writeFileAtomic(this.#path(entry.name), JSON.stringify(record, null, 2) + "\n");
+  }
+
+  async delete(name: string): Promise<void> {
+    await Deno.remove(this.#path(name)).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}
+
+function parseRecord(text: string, path: string): VolumeEntry {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw internal(
+      `volume record ${path} is not valid JSON (${(e as Error).message}); ` +
+        `inspect or remove it`,
+    );
+  }
+  if (raw?.schema !== VOLUME_RECORD_SCHEMA) {
+    throw internal(
+      `volume record ${path} has schema ${String(raw?.schema)}; ` +
+        `this driver reads schema ${VOLUME_RECORD_SCHEMA}`,
+    );
+  }
+  const ok = typeof raw.name === "string" && Number.isSafeInteger(raw.capacityBytes) &&
+    isStringMap(raw.volumeContext) && isStringMap(raw.parameters) &&
+    typeof raw.createdAt === "string";
+  if (!ok) throw internal(`volume record ${path} is missing fields; inspect or remove it`);
+  return {
+    name: raw.name as string,
+    capacityBytes: raw.capacityBytes as number,
+    volumeContext: raw.volumeContext as Record<string, string>,
+    parameters: raw.parameters as Record<string, string>,
+    createdAt: raw.createdAt as string,
+  };
+}
+
+function isStringMap(v: unknown): v is Record<string, string> {
+  return v !== null && typeof v === "object" &&
+    Object.values(v).every((x) => typeof x === "string");
+}

@@ -1,0 +1,160 @@
+/**
+ * Start the real driver (`main.ts`) under the same permission set the
+ * binary uses, capture its output, wait until it answers Probe.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createCsiClient, type CsiClient } from "./csi_client.ts";
+
+/** Repository root. */
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Options of {@linkcode startDriver}. */
+export interface StartDriverOptions {
+  mode: "controller" | "node";
+  /** Flags after the verb (must include --endpoint). */
+  args: string[];
+  env?: Record<string, string>;
+  /** How long to wait for Probe to answer. */
+  readyTimeoutMs?: number;
+}
+
+/** A running driver process. */
+export interface RunningDriver {
+  socketPath: string;
+  client: CsiClient;
+  /** Every stderr/stdout line so far. */
+  output(): string;
+  /** Lines as they arrive (stderr and stdout interleaved). */
+  lines(): AsyncIterable<string>;
+  /** SIGTERM, await exit, assert the socket is gone; returns the exit code. */
+  stop(): Promise<number>;
+  /** The process, for tests that need its pid or status. */
+  process: Deno.ChildProcess;
+}
+
+/** Make a fresh test directory under /run/zerofs-csi (allowed by the permission sets). */
+export async function makeTestDir(): Promise<string> {
+  const dir = `/run/zerofs-csi/test-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+function socketFromArgs(args: string[]): string {
+  const i = args.indexOf("--endpoint");
+  assert(i >= 0 && args[i + 1], "startDriver needs --endpoint in args");
+  return args[i + 1].replace(/^unix:\/\//, "");
+}
+
+/** Spawn `deno run -P=<mode> main.ts <mode> …` and wait until Probe answers. */
+export async function startDriver(opts: StartDriverOptions): Promise<RunningDriver> {
+  const socketPath = socketFromArgs(opts.args);
+  const process = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      `-P=${opts.mode}`,
+      "--config",
+      join(REPO_ROOT, "deno.json"),
+      join(REPO_ROOT, "main.ts"),
+      opts.mode,
+      ...opts.args,
+    ],
+    env: { NO_COLOR: "1", ...opts.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const captured: string[] = [];
+  const waiters = new Set<() => void>();
+  let closed = false;
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+    let partial = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      partial += value;
+      const parts = partial.split("\n");
+      partial = parts.pop() ?? "";
+      captured.push(...parts);
+      for (const w of waiters) w();
+    }
+    if (partial) captured.push(partial);
+  };
+  const pumps = Promise.all([pump(process.stdout), pump(process.stderr)]).then(() => {
+    closed = true;
+    for (const w of waiters) w();
+  });
+  const client = createCsiClient(socketPath);
+  try {
+    await waitForProbe(client, process, { timeoutMs: opts.readyTimeoutMs ?? 30_000, captured });
+  } catch (e) {
+    client.close();
+    try {
+      process.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await process.status;
+    await pumps;
+    throw new Error(`${(e as Error).message}\ndriver output:\n${captured.join("\n")}`);
+  }
+  let stopped: Promise<number> | undefined;
+  return {
+    socketPath,
+    client,
+    process,
+    output: () => captured.join("\n"),
+    async *lines() {
+      let i = 0;
+      for (;;) {
+        while (i < captured.length) yield captured[i++];
+        if (closed) return;
+        await new Promise<void>((r) => {
+          const w = () => {
+            waiters.delete(w);
+            r();
+          };
+          waiters.add(w);
+        });
+      }
+    },
+    stop: () =>
+      stopped ??= (async () => {
+        client.close();
+        process.kill("SIGTERM");
+        const status = await process.status;
+        await pumps;
+        const exists = await Deno.lstat(socketPath).then(() => true, () => false);
+        assert(
+          !exists,
+          `socket ${socketPath} still exists after the driver stopped (exit ${status.code}); ` +
+            `output:\n${captured.join("\n")}`,
+        );
+        return status.code;
+      })(),
+  };
+}
+
+async function waitForProbe(
+  client: CsiClient,
+  process: Deno.ChildProcess,
+  o: { timeoutMs: number; captured: string[] },
+): Promise<void> {
+  const deadline = Date.now() + o.timeoutMs;
+  let exited = false;
+  process.status.then(() => exited = true);
+  let last: unknown;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error("driver exited before it answered Probe");
+    try {
+      const res = await client.identity.Probe({}, 1000);
+      if (res.ready?.value === true) return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`driver did not answer Probe within ${o.timeoutMs} ms: ${String(last)}`);
+}

@@ -1,0 +1,394 @@
+/**
+ * The real controller (main.ts under -P=controller) over its unix socket.
+ */
+
+import assert from "node:assert/strict";
+import { CsiCallError } from "../helpers/csi_client.ts";
+import { makeTestDir, REPO_ROOT, type RunningDriver, startDriver } from "../helpers/driver.ts";
+import { status } from "@grpc/grpc-js";
+
+const GiB = 1024 ** 3;
+const mountCap = (fs_type = "ext4", mode = "SINGLE_NODE_WRITER") => ({
+  mount: { fs_type, mount_flags: [] },
+  access_mode: { mode },
+});
+const blockCap = (mode = "SINGLE_NODE_WRITER") => ({ block: {}, access_mode: { mode } });
+
+async function withController(
+  fn: (d: RunningDriver, dir: string) => Promise<void>,
+  dirIn?: string,
+): Promise<void> {
+  const dir = dirIn ?? await makeTestDir();
+  const driver = await startDriver({
+    mode: "controller",
+    args: ["--endpoint", `unix://${dir}/csi.sock`, "--state-dir", `${dir}/state`],
+  });
+  try {
+    await fn(driver, dir);
+  } finally {
+    await driver.stop();
+    if (!dirIn) await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function expectCode(p: Promise<unknown>, code: status, re?: RegExp): Promise<CsiCallError> {
+  const err = await p.then(
+    () => assert.fail(`expected ${status[code]}, got success`),
+    (e) => e,
+  );
+  assert.ok(err instanceof CsiCallError, String(err));
+  assert.equal(status[err.code], status[code], err.message);
+  if (re) assert.match(err.details, re);
+  return err;
+}
+
+Deno.test("identity: plugin info, capabilities, probe", async () => {
+  await withController(async ({ client }) => {
+    const info = await client.identity.GetPluginInfo();
+    assert.equal(info.name, "zerofs.csi.driver");
+    assert.equal(info.vendor_version, "0.1.0");
+    const caps = await client.identity.GetPluginCapabilities();
+    assert.deepEqual(caps.capabilities.map((c: { type: string }) => c.type), [
+      "service",
+      "volume_expansion",
+    ]);
+    assert.equal(caps.capabilities[0].service.type, "CONTROLLER_SERVICE");
+    assert.equal(caps.capabilities[1].volume_expansion.type, "OFFLINE");
+    assert.equal((await client.identity.Probe()).ready.value, true);
+  });
+});
+
+Deno.test("controller: happy path of every RPC, idempotency, UNIMPLEMENTED", async () => {
+  await withController(async ({ client }) => {
+    const c = client.controller;
+    const caps = await c.ControllerGetCapabilities();
+    const types = caps.capabilities.map((x: { rpc: { type: string } }) => x.rpc.type).sort();
+    assert.deepEqual(types, [
+      "CREATE_DELETE_VOLUME",
+      "EXPAND_VOLUME",
+      "PUBLISH_READONLY",
+      "PUBLISH_UNPUBLISH_VOLUME",
+      "SINGLE_NODE_MULTI_WRITER",
+    ]);
+    const req = {
+      name: "pvc-happy",
+      capacity_range: { required_bytes: 5000 },
+      volume_capabilities: [mountCap("xfs")],
+      parameters: { filesystem: "xfs" },
+    };
+    const created = await c.CreateVolume(req);
+    assert.equal(created.volume.volume_id, "pvc-happy");
+    assert.equal(created.volume.capacity_bytes, 8192);
+    assert.deepEqual(created.volume.volume_context, {
+      filesystem: "xfs",
+      capacityBytes: "8192",
+      fsType: "xfs",
+    });
+    assert.deepEqual(await c.CreateVolume(req), created);
+    await expectCode(
+      c.CreateVolume({ ...req, capacity_range: { required_bytes: 2 * GiB } }),
+      status.ALREADY_EXISTS,
+    );
+    const pub = await c.ControllerPublishVolume({
+      volume_id: "pvc-happy",
+      node_id: "node-a",
+      volume_capability: mountCap("xfs"),
+      readonly: false,
+    });
+    assert.deepEqual(pub.publish_context, { readonly: "false" });
+    const val = await c.ValidateVolumeCapabilities({
+      volume_id: "pvc-happy",
+      volume_capabilities: [mountCap("xfs")],
+    });
+    assert.equal(val.confirmed.volume_capabilities.length, 1);
+    const bad = await c.ValidateVolumeCapabilities({
+      volume_id: "pvc-happy",
+      volume_capabilities: [mountCap("xfs", "MULTI_NODE_MULTI_WRITER")],
+    });
+    assert.equal(bad.confirmed, null);
+    assert.match(bad.message, /MULTI_NODE_MULTI_WRITER is not supported/);
+    const exp = await c.ControllerExpandVolume({
+      volume_id: "pvc-happy",
+      capacity_range: { required_bytes: 2 * GiB },
+    });
+    assert.deepEqual(exp, { capacity_bytes: 2 * GiB, node_expansion_required: true });
+    await c.ControllerUnpublishVolume({ volume_id: "pvc-happy", node_id: "node-a" });
+    await c.DeleteVolume({ volume_id: "pvc-happy" });
+    await c.DeleteVolume({ volume_id: "pvc-happy" });
+    await expectCode(
+      c.ControllerPublishVolume({
+        volume_id: "pvc-happy",
+        node_id: "node-a",
+        volume_capability: mountCap("xfs"),
+        readonly: false,
+      }),
+      status.NOT_FOUND,
+    );
+    await expectCode(c.ListVolumes({}), status.UNIMPLEMENTED);
+    await expectCode(c.CreateSnapshot({ source_volume_id: "a", name: "b" }), status.UNIMPLEMENTED);
+  });
+});
+
+Deno.test("controller: INVALID_ARGUMENT for every missing required field", async () => {
+  await withController(async ({ client }) => {
+    const c = client.controller;
+    const IA = status.INVALID_ARGUMENT;
+    await expectCode(c.CreateVolume({ volume_capabilities: [mountCap()] }), IA, /name is required/);
+    await expectCode(c.CreateVolume({ name: "pvc-x" }), IA, /volume_capabilities is required/);
+    await expectCode(
+      c.CreateVolume({ name: "pvc-x", volume_capabilities: [{ mount: {} }] }),
+      IA,
+      /access_mode is required/,
+    );
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-x",
+        volume_capabilities: [{ access_mode: { mode: "SINGLE_NODE_WRITER" } }],
+      }),
+      IA,
+      /access type/,
+    );
+    await expectCode(
+      c.CreateVolume({ name: "Bad_Name", volume_capabilities: [mountCap()] }),
+      IA,
+      /name "Bad_Name" is not valid/,
+    );
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-x",
+        volume_capabilities: [mountCap()],
+        parameters: { bogus: "1" },
+      }),
+      IA,
+      /bogus/,
+    );
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-x",
+        volume_capabilities: [mountCap("ext4")],
+        parameters: { filesystem: "xfs" },
+      }),
+      IA,
+      /give one filesystem/,
+    );
+    await expectCode(c.DeleteVolume({}), IA, /volume_id is required/);
+    const pub = {
+      volume_id: "pvc-x",
+      node_id: "n",
+      volume_capability: mountCap(),
+      readonly: false,
+    };
+    await expectCode(c.ControllerPublishVolume({ ...pub, volume_id: "" }), IA, /volume_id/);
+    await expectCode(c.ControllerPublishVolume({ ...pub, node_id: "" }), IA, /node_id is required/);
+    await expectCode(
+      c.ControllerPublishVolume({ ...pub, volume_capability: null }),
+      IA,
+      /volume_capability is required/,
+    );
+    await expectCode(c.ControllerUnpublishVolume({}), IA, /volume_id is required/);
+    await expectCode(c.ValidateVolumeCapabilities({ volume_capabilities: [mountCap()] }), IA);
+    await expectCode(
+      c.ValidateVolumeCapabilities({ volume_id: "pvc-x" }),
+      IA,
+      /volume_capabilities/,
+    );
+    await expectCode(c.ControllerExpandVolume({ capacity_range: { required_bytes: 1 } }), IA);
+    await expectCode(
+      c.ControllerExpandVolume({ volume_id: "pvc-x" }),
+      IA,
+      /capacity_range is required/,
+    );
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-x",
+        volume_capabilities: [mountCap()],
+        capacity_range: { required_bytes: 5000, limit_bytes: 6000 },
+      }),
+      status.OUT_OF_RANGE,
+    );
+  });
+});
+
+Deno.test("controller: volumes survive a restart of the controller process", async () => {
+  const dir = await makeTestDir();
+  try {
+    const req = { name: "pvc-restart", volume_capabilities: [blockCap()] };
+    let first: Record<string, unknown> = {};
+    await withController(async ({ client }) => {
+      first = await client.controller.CreateVolume(req);
+    }, dir);
+    await withController(async ({ client }) => {
+      assert.deepEqual(await client.controller.CreateVolume(req), first);
+      await expectCode(
+        client.controller.CreateVolume({ ...req, capacity_range: { limit_bytes: 4096 } }),
+        status.ALREADY_EXISTS,
+      );
+      await client.controller.DeleteVolume({ volume_id: "pvc-restart" });
+    }, dir);
+    await withController(async ({ client }) => {
+      await expectCode(
+        client.controller.ValidateVolumeCapabilities({
+          volume_id: "pvc-restart",
+          volume_capabilities: [blockCap()],
+        }),
+        status.NOT_FOUND,
+      );
+    }, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("controller: parallel calls on one volume → the loser gets ABORTED", async () => {
+  await withController(async ({ client }) => {
+    const c = client.controller;
+    await c.CreateVolume({ name: "pvc-busy", volume_capabilities: [mountCap()] });
+    // Each expand reads, writes and fsyncs the record, so calls sent in one
+    // batch overlap on the server. Batches repeat until a clash is seen
+    // (normally the first); every outcome must be OK or ABORTED.
+    const aborted: CsiCallError[] = [];
+    let size = 2;
+    for (let round = 0; round < 20 && aborted.length === 0; round++) {
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, () =>
+          c.ControllerExpandVolume({
+            volume_id: "pvc-busy",
+            capacity_range: { required_bytes: size++ * GiB },
+          })),
+      );
+      for (const r of results) {
+        if (r.status === "fulfilled") continue;
+        assert.equal(r.reason.code, status.ABORTED, String(r.reason));
+        aborted.push(r.reason);
+      }
+    }
+    assert.ok(aborted.length >= 1, "no call was ever rejected as busy");
+    assert.match(
+      aborted[0].details,
+      /^operation ControllerExpandVolume on volume pvc-busy is in progress; retry later$/,
+    );
+  });
+});
+
+Deno.test("controller: secrets never reach the log, even at debug level", async () => {
+  const dir = await makeTestDir();
+  const driver = await startDriver({
+    mode: "controller",
+    args: [
+      "--endpoint",
+      `${dir}/csi.sock`,
+      "--state-dir",
+      `${dir}/state`,
+      "--log-level",
+      "debug",
+    ],
+  });
+  try {
+    const c = driver.client.controller;
+    await c.CreateVolume({
+      name: "pvc-secret",
+      volume_capabilities: [mountCap()],
+      secrets: { "aws-secret": "S3cr3tValue-1" },
+      parameters: { storageURL: "s3://b/p" },
+    });
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-secret2",
+        volume_capabilities: [mountCap()],
+        parameters: { encryptionPassword: "Hunter2Hunter2" },
+        secrets: { token: "T0kenValue-2" },
+      }),
+      status.INVALID_ARGUMENT,
+    );
+    await c.ControllerPublishVolume({
+      volume_id: "pvc-secret",
+      node_id: "n",
+      volume_capability: mountCap(),
+      readonly: false,
+      secrets: { password: "PublishPw-3" },
+    });
+  } finally {
+    await driver.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+  const out = driver.output();
+  assert.match(out, /"msg":"rpc request"/, "debug request logging is on");
+  assert.match(out, /"method":"CreateVolume"/);
+  for (const secret of ["S3cr3tValue-1", "Hunter2Hunter2", "T0kenValue-2", "PublishPw-3"]) {
+    assert.ok(!out.includes(secret), `secret ${secret} leaked into the log:\n${out}`);
+  }
+  const rpcLines = out.split("\n").filter((l) => l.includes('"msg":"rpc"')).map((l) =>
+    JSON.parse(l)
+  );
+  const create = rpcLines.find((l) => l.method === "CreateVolume" && l.grpc_code === "OK");
+  assert.equal(create.volume_id, "pvc-secret");
+  assert.equal(typeof create.duration_ms, "number");
+});
+
+Deno.test("controller: a stale socket is replaced, a live one refused", async () => {
+  const dir = await makeTestDir();
+  try {
+    const stale = Deno.listen({ transport: "unix", path: `${dir}/csi.sock` });
+    stale.close(); // leaves the socket file behind with nobody listening
+    await withController(async (d) => {
+      const second = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-P=controller",
+          "--config",
+          `${REPO_ROOT}/deno.json`,
+          `${REPO_ROOT}/main.ts`,
+          "controller",
+          "--endpoint",
+          d.socketPath,
+          "--state-dir",
+          `${dir}/state`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      });
+      const out = await second.output();
+      assert.equal(out.code, 1);
+      assert.match(new TextDecoder().decode(out.stderr), /another process is serving/);
+    }, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: bad flag exits 2 with usage; version prints", async () => {
+  const run = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-P=controller",
+        "--config",
+        `${REPO_ROOT}/deno.json`,
+        `${REPO_ROOT}/main.ts`,
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const bad = await run(["controller", "--no-such-flag"]);
+  assert.equal(bad.code, 2);
+  assert.match(new TextDecoder().decode(bad.stderr), /Usage: zerofs-csi controller/);
+  const noVerb = await run(["frobnicate"]);
+  assert.equal(noVerb.code, 2);
+  const badMode = await run([
+    "node",
+    "--endpoint",
+    "/run/zerofs-csi/x.sock",
+    "--attach-mode",
+    "nope",
+  ]);
+  assert.equal(badMode.code, 2);
+  const version = await run(["version"]);
+  assert.equal(version.code, 0);
+  assert.equal(new TextDecoder().decode(version.stdout).trim(), "zerofs.csi.driver 0.1.0");
+  const help = await run(["node", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /--attach-mode/);
+  const notYet = await run(["doctor"]);
+  assert.equal(notYet.code, 1);
+});

@@ -1,0 +1,262 @@
+/**
+ * Object-store cleanup and preflight against a real S3 endpoint (s3rver).
+ *
+ * Note: s3rver checks the access key ID but does not verify SigV4 signatures,
+ * so "wrong credentials" here means an unknown access key ID.
+ */
+
+import { equal, ok, rejects } from "node:assert/strict";
+import { createServer } from "node:net";
+import { ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { type LocalS3, startS3 } from "../fixtures/s3.ts";
+import {
+  deleteVolumeData,
+  ObjectStoreError,
+  preflightCheck,
+} from "../../zerofs/objectstore/mod.ts";
+import { resolveSettings, type SecretValues, type VolumeSettings } from "../../zerofs/settings.ts";
+import { SettingsError } from "../../zerofs/types.ts";
+
+const BUCKET = "volumes";
+const PUT_CONCURRENCY = 32;
+/** s3rver under Deno needs ~20-30 s for one 1000-key DeleteObjects; real S3 takes ~1 s. */
+const SLOW_S3RVER = { requestTimeoutMs: 120_000 };
+
+function rawClient(s3: LocalS3): S3Client {
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  });
+}
+
+async function putObjects(client: S3Client, keys: string[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < keys.length) {
+      const key = keys[next++];
+      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
+    }
+  };
+  await Promise.all(Array.from({ length: PUT_CONCURRENCY }, worker));
+}
+
+async function listKeys(client: S3Client, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }),
+    );
+    keys.push(...(page.Contents ?? []).map((o) => o.Key!));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
+
+function volumeKeys(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}wal/${String(i).padStart(6, "0")}.sst`);
+}
+
+function settingsFor(s3: LocalS3, storageURL = `s3://${BUCKET}/base`): VolumeSettings {
+  return resolveSettings({
+    parameters: { storageURL, awsEndpoint: s3.endpoint, awsAllowHTTP: "true" },
+  });
+}
+
+function secretsFor(s3: LocalS3): SecretValues {
+  return { awsAccessKeyId: s3.accessKeyId, awsSecretAccessKey: s3.secretAccessKey };
+}
+
+async function withS3(fn: (s3: LocalS3, client: S3Client) => Promise<void>): Promise<void> {
+  const s3 = await startS3();
+  const client = rawClient(s3);
+  try {
+    await s3.createBucket(BUCKET);
+    await fn(s3, client);
+  } finally {
+    client.destroy();
+    await s3.stop();
+  }
+}
+
+/** A loopback port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+Deno.test("deleteVolumeData removes 2,500 objects and nothing else, then is idempotent", async () => {
+  await withS3(async (s3, client) => {
+    const target = volumeKeys("base/pvc-1/", 2500);
+    const neighbours = [
+      "base/pvc-10/wal/000000.sst", // sibling whose ID extends the target's
+      "base/pvc-1", // object named like the prefix without the slash
+      "base/pvc-1.old/x", // sibling with a dotted suffix
+      "other/pvc-1/wal/000000.sst", // same volume ID outside the base prefix
+      "pvc-1/wal/000000.sst", // same volume ID at the bucket root
+    ];
+    await putObjects(client, [...target, ...neighbours]);
+    equal((await listKeys(client, "base/pvc-1/")).length, 2500);
+
+    const started = performance.now();
+    const first = await deleteVolumeData({
+      settings: settingsFor(s3),
+      secrets: secretsFor(s3),
+      volumeId: "pvc-1",
+    });
+    const elapsedMs = Math.round(performance.now() - started);
+    console.log(`deleted 2,500 objects from s3rver in ${elapsedMs} ms`);
+
+    equal(first.deletedObjects, 2500);
+    equal((await listKeys(client, "base/pvc-1/")).length, 0);
+    for (const key of neighbours) equal((await listKeys(client, key)).includes(key), true, key);
+
+    const second = await deleteVolumeData({
+      settings: settingsFor(s3),
+      secrets: secretsFor(s3),
+      volumeId: "pvc-1",
+    });
+    equal(second.deletedObjects, 0);
+  });
+});
+
+Deno.test("deleteVolumeData aborted after the first batch resumes and finishes", async () => {
+  await withS3(async (s3, client) => {
+    await putObjects(client, volumeKeys("base/pvc-2/", 2500));
+    const controller = new AbortController();
+    const progress: number[] = [];
+    await rejects(
+      deleteVolumeData({
+        settings: settingsFor(s3),
+        secrets: secretsFor(s3),
+        volumeId: "pvc-2",
+        timeouts: SLOW_S3RVER,
+        signal: controller.signal,
+        onBatchDeleted: ({ deletedObjects }) => {
+          progress.push(deletedObjects);
+          controller.abort();
+        },
+      }),
+      (e: unknown) =>
+        e instanceof ObjectStoreError && e.code === "AbortError" && /resume/.test(e.message),
+    );
+    equal(progress.length, 1);
+    equal((await listKeys(client, "base/pvc-2/")).length, 1500);
+
+    const resumed = await deleteVolumeData({
+      settings: settingsFor(s3),
+      secrets: secretsFor(s3),
+      volumeId: "pvc-2",
+    });
+    equal(resumed.deletedObjects, 1500);
+    equal((await listKeys(client, "base/pvc-2/")).length, 0);
+  });
+});
+
+Deno.test("deleteVolumeData with an unknown access key fails with the S3 code and deletes nothing", async () => {
+  await withS3(async (s3, client) => {
+    await putObjects(client, volumeKeys("base/pvc-3/", 3));
+    const secrets = { awsAccessKeyId: "WRONGKEY", awsSecretAccessKey: "wrong-secret-value" };
+    await rejects(
+      deleteVolumeData({ settings: settingsFor(s3), secrets, volumeId: "pvc-3" }),
+      (e: unknown) => {
+        ok(e instanceof SettingsError, String(e));
+        equal(e.kind, "precondition");
+        ok(e.message.includes("InvalidAccessKeyId"), e.message);
+        ok(e.message.includes(s3.endpoint), e.message);
+        ok(!e.message.includes("wrong-secret-value"), "secret leaked into the error");
+        return true;
+      },
+    );
+    equal((await listKeys(client, "base/pvc-3/")).length, 3);
+  });
+});
+
+Deno.test("deleteVolumeData guards: bad volume IDs and non-s3 URLs are refused before any call", async () => {
+  await withS3(async (s3, client) => {
+    await putObjects(client, ["base/x", "base/pvc-4/y"]);
+    for (const volumeId of ["", "../base", "PVC-4", "pvc-4/", "a..b", "-pvc"]) {
+      await rejects(
+        deleteVolumeData({ settings: settingsFor(s3), secrets: secretsFor(s3), volumeId }),
+        SettingsError,
+        volumeId,
+      );
+    }
+    const gcs = { ...settingsFor(s3), storageURL: "gs://volumes/base" };
+    await rejects(
+      deleteVolumeData({ settings: gcs, secrets: secretsFor(s3), volumeId: "pvc-4" }),
+      SettingsError,
+    );
+    const http = { ...settingsFor(s3), awsAllowHTTP: false };
+    await rejects(
+      deleteVolumeData({ settings: http, secrets: secretsFor(s3), volumeId: "pvc-4" }),
+      /awsAllowHTTP/,
+    );
+    equal((await listKeys(client, "base/")).length, 2);
+  });
+});
+
+Deno.test("deleteVolumeData with a bucket-root storageURL deletes only <volumeId>/", async () => {
+  await withS3(async (s3, client) => {
+    await putObjects(client, ["pvc-5/a", "pvc-5/b", "pvc-50/a", "base/pvc-5/a"]);
+    const settings = settingsFor(s3, `s3://${BUCKET}`);
+    const out = await deleteVolumeData({ settings, secrets: secretsFor(s3), volumeId: "pvc-5" });
+    equal(out.deletedObjects, 2);
+    equal((await listKeys(client, "")).sort().join(","), "base/pvc-5/a,pvc-50/a");
+  });
+});
+
+Deno.test("preflightCheck succeeds and leaves no probe object behind", async () => {
+  await withS3(async (s3, client) => {
+    await preflightCheck({ settings: settingsFor(s3), secrets: secretsFor(s3), volumeId: "pvc-6" });
+    equal((await listKeys(client, "base/pvc-6/")).length, 0);
+  });
+});
+
+Deno.test("preflightCheck failures: missing bucket, unknown key, unreachable endpoint", async () => {
+  await withS3(async (s3) => {
+    const expectPrecondition = (code: RegExp, endpoint: string) => (e: unknown) => {
+      ok(e instanceof SettingsError, String(e));
+      equal(e.kind, "precondition");
+      ok(code.test(e.message), e.message);
+      ok(e.message.includes(endpoint), e.message);
+      ok(!e.message.includes(s3.secretAccessKey + "-x"), "secret leaked");
+      return true;
+    };
+    await rejects(
+      preflightCheck({
+        settings: settingsFor(s3, "s3://no-such-bucket/base"),
+        secrets: secretsFor(s3),
+        volumeId: "pvc-7",
+      }),
+      expectPrecondition(/NoSuchBucket/, s3.endpoint),
+    );
+    await rejects(
+      preflightCheck({
+        settings: settingsFor(s3),
+        secrets: { awsAccessKeyId: "WRONGKEY", awsSecretAccessKey: s3.secretAccessKey + "-x" },
+        volumeId: "pvc-7",
+      }),
+      expectPrecondition(/InvalidAccessKeyId/, s3.endpoint),
+    );
+    const port = await closedPort();
+    const unreachable = resolveSettings({
+      parameters: {
+        storageURL: `s3://${BUCKET}/base`,
+        awsEndpoint: `http://127.0.0.1:${port}`,
+        awsAllowHTTP: "true",
+      },
+    });
+    const started = performance.now();
+    await rejects(
+      preflightCheck({ settings: unreachable, secrets: secretsFor(s3), volumeId: "pvc-7" }),
+      expectPrecondition(/ECONNREFUSED|connect/i, `http://127.0.0.1:${port}`),
+    );
+    ok(performance.now() - started < 10_000, "unreachable endpoint took too long to fail");
+  });
+});

@@ -1,0 +1,208 @@
+/**
+ * ProcessRunner against the ZeroFS stand-in (real diod + nbdkit, real 9P and
+ * NBD handshakes), and against binaries that never get ready or exit at once.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
+import { ProcessRunner } from "../../zerofs/process_runner.ts";
+import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/types.ts";
+
+const SECRET = "s3cret-Value-never-in-argv-42";
+
+async function testRoot(): Promise<string> {
+  const dir = `/run/zerofs-csi/test-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.mkdir(join(dir, "v", "0123456789abcdef"), { recursive: true });
+  return dir;
+}
+
+function makeSpec(root: string, opts: { diskSizeGb: number; readOnly?: boolean }): InstanceSpec {
+  const stateDir = join(root, "v", "0123456789abcdef");
+  const ninepSocket = join(stateDir, "9p.sock");
+  const nbdSocket = join(stateDir, "nbd.sock");
+  const configToml = `[cache]
+dir = "${stateDir}/cache"
+disk_size_gb = ${opts.diskSizeGb}
+
+[storage]
+url = "s3://bucket/pvc-runner"
+encryption_password = "\${ZEROFS_ENCRYPTION_PASSWORD}"
+
+[servers.ninep]
+unix_socket = "${ninepSocket}"
+
+[servers.nbd]
+unix_socket = "${nbdSocket}"
+`;
+  const readOnly = opts.readOnly ?? false;
+  return {
+    volumeId: "pvc-runner",
+    stateDir,
+    configToml,
+    configHash: createHash("sha256").update(configToml + String(readOnly)).digest("hex"),
+    secretEnv: { ZEROFS_ENCRYPTION_PASSWORD: SECRET, ZEROFS_STANDIN_ROOT: join(root, "store") },
+    readOnly,
+    ninepSocket,
+    nbdSocket,
+    exportName: "",
+  };
+}
+
+async function isAlive(pid: number): Promise<boolean> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => null);
+  return stat !== null && !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+async function readDirTexts(dir: string): Promise<string> {
+  let all = "";
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && !e.name.endsWith(".log")) all += await Deno.readTextFile(join(dir, e.name));
+  }
+  return all;
+}
+
+Deno.test("ProcessRunner runs the stand-in: ready, idempotent, restart on change, clean stop", async () => {
+  const root = await testRoot();
+  const runner = new ProcessRunner({ zerofsBin: STANDIN_BIN, readyTimeoutMs: 30_000 });
+  const spec = makeSpec(root, { diskSizeGb: 1 });
+  try {
+    let t = performance.now();
+    const first = await runner.ensure(spec);
+    const startMs = performance.now() - t;
+    assert.equal(first.ready, true);
+    assert.ok(first.pid && await isAlive(first.pid));
+
+    const cmdline = await Deno.readTextFile(`/proc/${first.pid}/cmdline`);
+    assert.equal(cmdline.includes(SECRET), false, "secret in argv");
+    assert.ok(cmdline.includes(join(spec.stateDir, "config.toml")));
+    assert.equal(
+      (await readDirTexts(spec.stateDir)).includes(SECRET),
+      false,
+      "secret in state files",
+    );
+    assert.equal((await Deno.stat(join(spec.stateDir, "config.toml"))).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(join(spec.stateDir, "zerofs.pid"))).mode! & 0o777, 0o600);
+
+    t = performance.now();
+    const again = await runner.ensure(spec);
+    const idempotentMs = performance.now() - t;
+    assert.equal(again.pid, first.pid, "same config → no restart");
+    console.log(
+      `ensure() to ready: ${startMs.toFixed(0)} ms; idempotent ensure(): ${
+        idempotentMs.toFixed(1)
+      } ms`,
+    );
+
+    const status = await runner.status(spec.volumeId, spec.stateDir);
+    assert.deepEqual([status.running, status.ready, status.pid], [true, true, first.pid]);
+
+    const changed = makeSpec(root, { diskSizeGb: 2 });
+    const restarted = await runner.ensure(changed);
+    assert.notEqual(restarted.pid, first.pid, "changed config → new process");
+    assert.equal(await isAlive(first.pid!), false, "old process stopped");
+    assert.equal(restarted.configHash, changed.configHash);
+
+    await runner.stop(spec.volumeId, spec.stateDir);
+    assert.equal(await isAlive(restarted.pid!), false);
+    assert.equal(await exists(spec.ninepSocket), false);
+    assert.equal(await exists(spec.nbdSocket), false);
+    assert.equal(await exists(join(spec.stateDir, "zerofs.pid")), false);
+    await runner.stop(spec.volumeId, spec.stateDir); // idempotent
+    assert.equal((await runner.status(spec.volumeId, spec.stateDir)).running, false);
+  } finally {
+    await runner.stop(spec.volumeId, spec.stateDir);
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("ProcessRunner: a stale record (pid now another program) starts fresh and spares that pid", async () => {
+  const root = await testRoot();
+  const runner = new ProcessRunner({ zerofsBin: STANDIN_BIN, readyTimeoutMs: 30_000 });
+  const spec = makeSpec(root, { diskSizeGb: 1 });
+  try {
+    const stat = await Deno.readTextFile(`/proc/${Deno.pid}/stat`);
+    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    await Deno.writeTextFile(
+      join(spec.stateDir, "zerofs.pid"),
+      JSON.stringify({
+        schema: 1,
+        volumeId: spec.volumeId,
+        pid: Deno.pid,
+        startTicks: ticks,
+        configHash: spec.configHash,
+        configPath: join(spec.stateDir, "config.toml"),
+        ninepSocket: spec.ninepSocket,
+        nbdSocket: spec.nbdSocket,
+        exportName: "",
+        readOnly: false,
+        startedAt: new Date().toISOString(),
+      }),
+    );
+    const status = await runner.ensure(spec);
+    assert.notEqual(status.pid, Deno.pid);
+    assert.equal(status.ready, true);
+  } finally {
+    await runner.stop(spec.volumeId, spec.stateDir);
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("ProcessRunner: never ready → ZeroFsNotReadyError with the log tail, in bounded time", async () => {
+  const root = await testRoot();
+  const bin = join(root, "zerofs-hangs");
+  await Deno.writeTextFile(
+    bin,
+    `#!/bin/sh\necho "hang-stand-in: loading config $3"\necho "hang-stand-in: waiting for storage forever"\n` +
+      `trap 'kill $child; exit 0' TERM\nsleep 600 & child=$!\nwait\n`,
+    { mode: 0o755 },
+  );
+  const runner = new ProcessRunner({ zerofsBin: bin, readyTimeoutMs: 1_500 });
+  const spec = makeSpec(root, { diskSizeGb: 1 });
+  try {
+    const t = performance.now();
+    const err = await runner.ensure(spec).then(() => null, (e) => e);
+    const elapsedMs = performance.now() - t;
+    assert.ok(err instanceof ZeroFsNotReadyError, String(err));
+    assert.match(err.logTail, /waiting for storage forever/);
+    assert.match(err.message, /not ready within 1500 ms/);
+    assert.ok(elapsedMs < 6_000, `took ${elapsedMs} ms`);
+    assert.equal(
+      await exists(join(spec.stateDir, "zerofs.pid")),
+      false,
+      "failed start is cleaned up",
+    );
+    const status = await runner.status(spec.volumeId, spec.stateDir);
+    assert.equal(status.running, false);
+  } finally {
+    await runner.stop(spec.volumeId, spec.stateDir);
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("ProcessRunner: a binary that exits at once fails fast with its error", async () => {
+  const root = await testRoot();
+  const bin = join(root, "zerofs-dies");
+  await Deno.writeTextFile(bin, `#!/bin/sh\necho "✗ Error: bucket is on fire" >&2\nexit 1\n`, {
+    mode: 0o755,
+  });
+  const runner = new ProcessRunner({ zerofsBin: bin, readyTimeoutMs: 30_000 });
+  const spec = makeSpec(root, { diskSizeGb: 1 });
+  try {
+    const t = performance.now();
+    const err = await runner.ensure(spec).then(() => null, (e) => e);
+    const elapsedMs = performance.now() - t;
+    assert.ok(err instanceof ZeroFsNotReadyError, String(err));
+    assert.match(err.message, /exited while starting/);
+    assert.match(err.logTail, /bucket is on fire/);
+    assert.ok(elapsedMs < 3_000, `took ${elapsedMs} ms`);
+  } finally {
+    await runner.stop(spec.volumeId, spec.stateDir);
+    await Deno.remove(root, { recursive: true });
+  }
+});

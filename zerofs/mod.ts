@@ -1,0 +1,35 @@
+/**
+ * Everything about ZeroFS: settings and `config.toml`, the runners that keep
+ * one instance per volume, readiness, the userspace 9P client with the two
+ * files the driver keeps in a volume, and object-store cleanup.
+ *
+ * Other folders import only from here.
+ *
+ * @module
+ */
+
+export type { InstanceSpec, InstanceStatus, ZeroFsRunner } from "./types.ts";
+export { SettingsError, ZeroFsNotReadyError } from "./types.ts";
+export {
+  checkSocketPath,
+  MAX_SOCKET_PATH_BYTES,
+  volumeDirName,
+  type VolumePaths,
+  volumePaths,
+} from "./paths.ts";
+export { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
+export * from "./settings.ts";
+export { type RenderConfigOptions, renderConfigToml } from "./config_toml.ts";
+export { NinepClient, ninepHandshake } from "./ninep/mod.ts";
+export { ensureDeviceFile, readDeviceFileSize } from "./device_file.ts";
+export {
+  readVolumeRecord,
+  type VolumeFsType,
+  type VolumeRecord,
+  VolumeRecordError,
+  writeVolumeRecord,
+} from "./volume_record.ts";
+export { listNbdExports, probeNbdExport } from "./nbd_probe.ts";
+export { checkReady, waitUntilReady } from "./readiness.ts";
+export { ProcessRunner, type ProcessRunnerOptions, readLogTail } from "./process_runner.ts";
+export * from "./objectstore/mod.ts";

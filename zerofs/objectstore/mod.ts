@@ -1,0 +1,24 @@
+/**
+ * Object-store housekeeping for volumes: deleting a volume's objects and the
+ * preflight check of a volume's bucket and credentials.
+ *
+ * @module
+ */
+
+export {
+  createS3Client,
+  DEFAULT_S3_REGION,
+  type GuardedS3Location,
+  guardedS3Location,
+  type ObjectStoreAccess,
+  ObjectStoreError,
+  type S3ClientTimeouts,
+} from "./client.ts";
+export {
+  DELETE_BATCH_SIZE,
+  deleteVolumeData,
+  type DeleteVolumeDataOptions,
+  type ObjectStoreLog,
+} from "./delete.ts";
+export { PREFLIGHT_OBJECT_NAME, preflightCheck, type PreflightOptions } from "./preflight.ts";
+export { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.ts";

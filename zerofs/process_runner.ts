@@ -1,0 +1,373 @@
+/**
+ * The `process` ZeroFS runner: one detached `zerofs run -c config.toml`
+ * per volume (own session, so it outlives the node agent), its log and a small
+ * runner record in the volume's state directory.
+ *
+ * State directory files: `config.toml` (0600), `zerofs.log`, and `zerofs.pid`
+ * — a JSON runner record (pid, process start time, config hash, sockets),
+ * written atomically after the spawn. Liveness is read from `/proc/<pid>`
+ * (after an agent restart the process is not our child): the start time and
+ * `/proc/<pid>/cmdline` (`-c <this config>`) must both match, so a reused pid
+ * is never mistaken for ZeroFS. A crash between spawn and record is covered by
+ * scanning `/proc` for a process running this volume's config path.
+ *
+ * Callers serialise calls per volume (the CSI per-volume lock).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { spawnDetached } from "../blockdev/run.ts";
+import { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
+import { checkSocketPath } from "./paths.ts";
+import { checkReady, waitUntilReady } from "./readiness.ts";
+import type { InstanceSpec, InstanceStatus, ZeroFsRunner } from "./types.ts";
+
+const RECORD_SCHEMA = 1;
+const STOP_POLL_MS = 50;
+/** After SIGKILL the kernel needs a moment; past this the process is reported stuck. */
+const KILL_WAIT_MS = 5_000;
+/** A ZeroFS that never became ready has nothing to flush worth waiting the full grace for. */
+const FAILED_START_GRACE_MS = 10_000;
+const STATUS_CHECK_TIMEOUT_MS = 2_000;
+const LOG_TAIL_LINES = 20;
+const LOG_TAIL_BYTES = 16 * 1024;
+/** zerofs.log is rotated to zerofs.log.1 at start once it grows past this. */
+const LOG_ROTATE_BYTES = 8 * 1024 * 1024;
+
+/** Where the runner's log lines go (structurally a csi `Logger`). */
+export interface RunnerLog {
+  log(
+    level: "debug" | "info" | "warn" | "error",
+    msg: string,
+    fields?: Record<string, unknown>,
+  ): void;
+}
+
+/** Options for {@linkcode ProcessRunner}. */
+export interface ProcessRunnerOptions {
+  /** ZeroFS executable (name on PATH or absolute path). Default `zerofs`. */
+  zerofsBin?: string;
+  /** How long stop() waits after SIGTERM before SIGKILL. Default 120 s (ZeroFS's final flush). */
+  stopGraceMs?: number;
+  /** How long ensure() waits for real handshakes after a start. Default 60 s. */
+  readyTimeoutMs?: number;
+  log?: RunnerLog;
+}
+
+/** The runner record (`zerofs.pid`). */
+interface RunnerRecord {
+  schema: number;
+  volumeId: string;
+  pid: number;
+  /** /proc/<pid>/stat field 22: tells a reused pid from ours. */
+  startTicks: number;
+  configHash: string;
+  configPath: string;
+  ninepSocket: string;
+  nbdSocket: string;
+  exportName: string;
+  readOnly: boolean;
+  startedAt: string;
+}
+
+/** Files of one state directory the runner uses. */
+function runnerFiles(stateDir: string) {
+  return {
+    config: join(stateDir, "config.toml"),
+    log: join(stateDir, "zerofs.log"),
+    record: join(stateDir, "zerofs.pid"),
+  };
+}
+
+/**
+ * Runs each volume's ZeroFS as a detached local process.
+ *
+ * @example
+ * ```ts
+ * const runner = new ProcessRunner({ zerofsBin: "/usr/local/bin/zerofs" });
+ * await runner.ensure(spec); // running with exactly spec.configHash, handshakes pass
+ * await runner.stop(spec.volumeId, spec.stateDir);
+ * ```
+ */
+export class ProcessRunner implements ZeroFsRunner {
+  readonly #bin: string;
+  readonly #stopGraceMs: number;
+  readonly #readyTimeoutMs: number;
+  readonly #log: RunnerLog;
+
+  constructor(opts: ProcessRunnerOptions = {}) {
+    this.#bin = opts.zerofsBin ?? "zerofs";
+    this.#stopGraceMs = opts.stopGraceMs ?? 120_000;
+    this.#readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+    this.#log = opts.log ?? { log() {} };
+  }
+
+  /**
+   * Running with exactly this config and ready, or throws
+   * (`ZeroFsNotReadyError` with the log tail when it does not become ready).
+   * Same hash and alive → no restart; changed hash → stop, then start.
+   */
+  async ensure(spec: InstanceSpec): Promise<InstanceStatus> {
+    checkSocketPath(spec.ninepSocket);
+    checkSocketPath(spec.nbdSocket);
+    const record = await this.#liveRecord(spec.stateDir);
+    if (record && record.configHash === spec.configHash) {
+      await this.#waitReady(spec, record);
+      return runningStatus(spec.volumeId, record);
+    }
+    if (record) {
+      this.#log.log("info", "ZeroFS config changed: restarting", { volumeId: spec.volumeId });
+    }
+    await this.stop(spec.volumeId, spec.stateDir);
+    const started = await this.#start(spec);
+    try {
+      await this.#waitReady(spec, started);
+    } catch (e) {
+      await this.#stopRecorded(started, Math.min(this.#stopGraceMs, FAILED_START_GRACE_MS));
+      await this.#clear(spec.stateDir, started);
+      throw e;
+    }
+    return runningStatus(spec.volumeId, started);
+  }
+
+  /**
+   * SIGTERM, wait up to the grace period, then SIGKILL with a warning. Removes
+   * the record and the socket files. Idempotent: nothing running is success.
+   */
+  async stop(volumeId: string, stateDir: string): Promise<void> {
+    const files = runnerFiles(stateDir);
+    const record = await readRecord(files.record);
+    const pids = new Set(await findProcessesUsingConfig(files.config));
+    if (record && await isSameProcess(record)) pids.add(record.pid);
+    for (const pid of pids) {
+      const startTicks = await readStartTicks(pid);
+      if (startTicks === null) continue;
+      await this.#terminate({ volumeId, pid, startTicks }, this.#stopGraceMs);
+    }
+    if (record) await this.#clear(stateDir, record);
+  }
+
+  /** What is running for this volume, with a fresh handshake check. */
+  async status(volumeId: string, stateDir: string): Promise<InstanceStatus> {
+    const files = runnerFiles(stateDir);
+    const record = await readRecord(files.record);
+    if (!record) return { volumeId, running: false, ready: false, reason: "not started" };
+    if (!(await isSameProcess(record))) {
+      return {
+        volumeId,
+        running: false,
+        ready: false,
+        configHash: record.configHash,
+        reason: `ZeroFS (pid ${record.pid}) is no longer running; see ${files.log}`,
+      };
+    }
+    const check = await checkReady(record, { timeoutMs: STATUS_CHECK_TIMEOUT_MS });
+    return { ...runningStatus(volumeId, record), ready: check.ready, reason: check.reason };
+  }
+
+  /** The record, if its process is still the ZeroFS it names. */
+  async #liveRecord(stateDir: string): Promise<RunnerRecord | null> {
+    const record = await readRecord(runnerFiles(stateDir).record);
+    if (!record) return null;
+    if (await isSameProcess(record)) return record;
+    this.#log.log("info", "ZeroFS recorded for this volume is gone: starting fresh", {
+      volumeId: record.volumeId,
+      pid: record.pid,
+    });
+    return null;
+  }
+
+  async #start(spec: InstanceSpec): Promise<RunnerRecord> {
+    const files = runnerFiles(spec.stateDir);
+    await writeFileAtomic(files.config, spec.configToml);
+    await removeSockets(spec);
+    await rotateLog(files.log);
+    const args = ["run", "-c", files.config, ...(spec.readOnly ? ["--read-only"] : [])];
+    const pid = await spawnDetached(this.#bin, args, { logPath: files.log, env: spec.secretEnv });
+    const startTicks = await readStartTicks(pid);
+    const record: RunnerRecord = {
+      schema: RECORD_SCHEMA,
+      volumeId: spec.volumeId,
+      pid,
+      startTicks: startTicks ?? -1,
+      configHash: spec.configHash,
+      configPath: files.config,
+      ninepSocket: spec.ninepSocket,
+      nbdSocket: spec.nbdSocket,
+      exportName: spec.exportName,
+      readOnly: spec.readOnly,
+      startedAt: new Date().toISOString(),
+    };
+    await writeFileAtomic(files.record, JSON.stringify(record, null, 2) + "\n");
+    this.#log.log("info", "ZeroFS started", { volumeId: spec.volumeId, pid, bin: this.#bin });
+    return record;
+  }
+
+  #waitReady(spec: InstanceSpec, record: RunnerRecord): Promise<void> {
+    return waitUntilReady(spec, {
+      timeoutMs: this.#readyTimeoutMs,
+      isAlive: () => isSameProcess(record),
+      logTail: () => readLogTail(runnerFiles(spec.stateDir).log),
+    });
+  }
+
+  async #stopRecorded(record: RunnerRecord, graceMs: number): Promise<void> {
+    if (await isSameProcess(record)) await this.#terminate(record, graceMs);
+  }
+
+  async #terminate(
+    target: { volumeId: string; pid: number; startTicks: number },
+    graceMs: number,
+  ): Promise<void> {
+    signal(target.pid, "SIGTERM");
+    if (await waitForExit(target, graceMs)) return;
+    this.#log.log("warn", "ZeroFS did not exit within the grace period after SIGTERM: SIGKILL", {
+      volumeId: target.volumeId,
+      pid: target.pid,
+      graceMs,
+    });
+    signal(target.pid, "SIGKILL");
+    if (!(await waitForExit(target, KILL_WAIT_MS))) {
+      throw new Error(
+        `Cannot stop ZeroFS of volume "${target.volumeId}": pid ${target.pid} survived SIGKILL ` +
+          `for ${KILL_WAIT_MS} ms (stuck in the kernel?); check it with ps and retry.`,
+      );
+    }
+  }
+
+  async #clear(stateDir: string, record: RunnerRecord): Promise<void> {
+    await removeSockets(record);
+    await Deno.remove(runnerFiles(stateDir).record).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}
+
+function runningStatus(volumeId: string, record: RunnerRecord): InstanceStatus {
+  return { volumeId, running: true, ready: true, pid: record.pid, configHash: record.configHash };
+}
+
+async function readRecord(path: string): Promise<RunnerRecord | null> {
+  const text = await readFileIfExists(path);
+  if (text === null) return null;
+  let record: RunnerRecord;
+  try {
+    record = JSON.parse(text);
+  } catch (e) {
+    throw new Error(
+      `Cannot read ZeroFS runner record "${path}": ${(e as Error).message}; ` +
+        `stop the process it names by hand and delete the file.`,
+    );
+  }
+  if (record.schema !== RECORD_SCHEMA || !Number.isInteger(record.pid)) {
+    throw new Error(
+      `Cannot read ZeroFS runner record "${path}": schema ${record.schema} is not ${RECORD_SCHEMA}; ` +
+        `was it written by another driver version?`,
+    );
+  }
+  return record;
+}
+
+/** Alive, not a zombie, same start time, and still running this config. */
+async function isSameProcess(record: RunnerRecord): Promise<boolean> {
+  const startTicks = await readStartTicks(record.pid);
+  if (startTicks === null || startTicks !== record.startTicks) return false;
+  return runsConfig(await readCmdline(record.pid), record.configPath);
+}
+
+/** `/proc/<pid>/stat` field 22 (start time in clock ticks); null when gone or a zombie. */
+async function readStartTicks(pid: number): Promise<number | null> {
+  const stat = await readFileIfExists(`/proc/${pid}/stat`).catch(() => null);
+  if (stat === null) return null;
+  // The command name (field 2) may contain spaces and parentheses: split after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (fields[0] === "Z" || fields[0] === "X") return null;
+  return Number(fields[19]);
+}
+
+async function readCmdline(pid: number): Promise<string[]> {
+  const raw = await readFileIfExists(`/proc/${pid}/cmdline`).catch(() => null);
+  return raw ? raw.split("\0") : [];
+}
+
+function runsConfig(argv: readonly string[], configPath: string): boolean {
+  return argv.some((arg, i) =>
+    ((arg === "-c" || arg === "--config") && argv[i + 1] === configPath) ||
+    arg === `--config=${configPath}`
+  ) && argv.includes("run");
+}
+
+/** Every live process whose argv runs `configPath` (covers a crash before the record was written). */
+async function findProcessesUsingConfig(configPath: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const pid = Number(entry.name);
+    if (pid === Deno.pid) continue;
+    if (runsConfig(await readCmdline(pid), configPath)) pids.push(pid);
+  }
+  return pids;
+}
+
+async function waitForExit(
+  target: { pid: number; startTicks: number },
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ticks = await readStartTicks(target.pid);
+    if (ticks === null || ticks !== target.startTicks) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, STOP_POLL_MS));
+  }
+}
+
+function signal(pid: number, sig: "SIGTERM" | "SIGKILL"): void {
+  try {
+    Deno.kill(pid, sig);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/** A dead ZeroFS can leave its socket files; a new one must not be probed through them. */
+async function removeSockets(paths: { ninepSocket: string; nbdSocket: string }): Promise<void> {
+  for (const path of [paths.ninepSocket, paths.nbdSocket]) {
+    await Deno.remove(path).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+}
+
+async function rotateLog(path: string): Promise<void> {
+  const info = await Deno.stat(path).catch(() => null);
+  if (info && info.size > LOG_ROTATE_BYTES) await Deno.rename(path, `${path}.1`);
+}
+
+/** The last lines of the ZeroFS log (reads only its end). */
+export async function readLogTail(path: string, lines = LOG_TAIL_LINES): Promise<string> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return "";
+    throw e;
+  }
+  try {
+    const size = (await file.stat()).size;
+    const start = Math.max(0, size - LOG_TAIL_BYTES);
+    await file.seek(start, Deno.SeekMode.Start);
+    const buffer = new Uint8Array(size - start);
+    let filled = 0;
+    while (filled < buffer.length) {
+      const n = await file.read(buffer.subarray(filled));
+      if (n === null) break;
+      filled += n;
+    }
+    const text = new TextDecoder().decode(buffer.subarray(0, filled));
+    return text.trimEnd().split("\n").slice(-lines).join("\n");
+  } finally {
+    file.close();
+  }
+}

@@ -1,0 +1,682 @@
+/**
+ * A volume's settings: StorageClass parameters > ConfigMap keys > driver
+ * defaults, resolved into one typed {@linkcode VolumeSettings}, plus the secret
+ * plumbing (which Secret keys hold what, which environment variables carry the
+ * values to ZeroFS).
+ *
+ * Key names follow the original Go driver (jrcichra/zerofs-csi-driver) so its
+ * ConfigMaps keep working. Settings carry only secret *references*; secret
+ * values travel separately as {@linkcode SecretValues}.
+ *
+ * @module
+ */
+
+import { SettingsError } from "./types.ts";
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/** Keys a ConfigMap (or a StorageClass parameter) may set; each becomes a {@linkcode VolumeSettings} field. */
+export const SETTINGS_KEYS: ReadonlySet<string> = new Set([
+  "storageURL",
+  "awsEndpoint",
+  "awsDefaultRegion",
+  "awsAllowHTTP",
+  "awsCredentialsSecretName",
+  "encryptionPasswordSecretName",
+  "cacheDir",
+  "cacheDiskSizeGB",
+  "cacheMemorySizeGB",
+  "zerofsImage",
+  "cpuRequest",
+  "cpuLimit",
+  "memoryRequest",
+  "memoryLimit",
+  "rustLog",
+  "podReadyTimeoutSeconds",
+  "compression",
+  "storageClass",
+  "telemetry",
+  "filesystemMaxSizeGB",
+  "lsmL0MaxSsts",
+  "lsmMaxConcurrentCompactions",
+  "lsmFlushIntervalSecs",
+]);
+
+/**
+ * Keys of the original driver that this driver recognises but does not use.
+ * Accepted so old ConfigMaps keep working; `envoyEnabled: "true"` is refused
+ * (there is no sidecar here) and `lsmMaxUnflushedGB` is refused (ZeroFS 2.3
+ * rejects `max_unflushed_gb`).
+ */
+const LEGACY_IGNORED_KEYS: ReadonlySet<string> = new Set([
+  "envoyEnabled",
+  "envoyImage",
+  "envoyConfigMapRef",
+]);
+const LEGACY_REFUSED_KEYS: ReadonlyMap<string, string> = new Map([
+  ["lsmMaxUnflushedGB", "ZeroFS 2.3 has no [lsm] max_unflushed_gb; delete the key"],
+]);
+
+/** StorageClass parameters that are not settings (they never come from the ConfigMap). */
+export const PARAMETER_ONLY_KEYS: ReadonlySet<string> = new Set([
+  "filesystem",
+  "configMapName",
+  "deletePolicy",
+  "preflight",
+  "csi.storage.k8s.io/fstype",
+  "csi.storage.k8s.io/pvc/name",
+  "csi.storage.k8s.io/pvc/namespace",
+  "csi.storage.k8s.io/pv/name",
+]);
+
+/** Every StorageClass parameter key CreateVolume accepts. */
+export const VOLUME_PARAMETER_KEYS: ReadonlySet<string> = new Set([
+  ...PARAMETER_ONLY_KEYS,
+  ...SETTINGS_KEYS,
+  ...LEGACY_IGNORED_KEYS,
+  ...LEGACY_REFUSED_KEYS.keys(),
+]);
+
+const CONFIGMAP_KEYS: ReadonlySet<string> = new Set([
+  ...SETTINGS_KEYS,
+  ...LEGACY_IGNORED_KEYS,
+  ...LEGACY_REFUSED_KEYS.keys(),
+]);
+
+// ---------------------------------------------------------------------------
+// Types
+
+/** `filesystem` parameter values. */
+export type VolumeFilesystem = "ext4" | "xfs" | "btrfs";
+/** What DeleteVolume does with the objects under the volume's prefix. */
+export type DeletePolicy = "delete" | "retain";
+
+/** One volume's resolved, validated settings. Contains no secret values. */
+export interface VolumeSettings {
+  /** Base URL; the volume lives at `<storageURL>/<volumeId>`. */
+  storageURL: string;
+  awsEndpoint?: string;
+  awsDefaultRegion?: string;
+  awsAllowHTTP: boolean;
+  /** Secret (driver namespace) holding AWS credentials; see {@linkcode AWS_CREDENTIALS_SECRET_KEYS}. */
+  awsCredentialsSecretName?: string;
+  /** Secret (driver namespace) holding the encryption password under {@linkcode ENCRYPTION_PASSWORD_SECRET_KEY}. */
+  encryptionPasswordSecretName?: string;
+  /** Base directory for the ZeroFS disk cache; the runner picks the per-volume directory under it. */
+  cacheDir: string;
+  cacheDiskSizeGB: number;
+  cacheMemorySizeGB: number;
+  zerofsImage: string;
+  /** Kubernetes resource quantities for the ZeroFS pod (pod runner only). */
+  cpuRequest?: string;
+  cpuLimit?: string;
+  memoryRequest?: string;
+  memoryLimit?: string;
+  /** ZeroFS's `RUST_LOG`. */
+  rustLog?: string;
+  podReadyTimeoutSeconds: number;
+  /** `[filesystem] compression`: `lz4` or `zstd-1` … `zstd-22`. */
+  compression?: string;
+  /** `[storage] storage_class` (the object store's class, e.g. `STANDARD_IA`). */
+  storageClass?: string;
+  /** `[telemetry] enabled`; ZeroFS's own default is on, ours is off. */
+  telemetry: boolean;
+  filesystemMaxSizeGB?: number;
+  lsmL0MaxSsts?: number;
+  lsmMaxConcurrentCompactions?: number;
+  lsmFlushIntervalSecs?: number;
+}
+
+/** StorageClass parameters that are not settings. */
+export interface VolumeParameterOptions {
+  filesystem?: VolumeFilesystem;
+  configMapName?: string;
+  deletePolicy: DeletePolicy;
+  preflight: boolean;
+}
+
+/** Driver defaults used when neither the StorageClass nor the ConfigMap sets a key. */
+export const DEFAULT_SETTINGS: Readonly<Omit<VolumeSettings, "storageURL">> = {
+  awsAllowHTTP: false,
+  cacheDir: "/var/lib/zerofs-csi/cache",
+  cacheDiskSizeGB: 1,
+  cacheMemorySizeGB: 0.25,
+  zerofsImage: "ghcr.io/barre/zerofs:2.3.0",
+  podReadyTimeoutSeconds: 120,
+  telemetry: false,
+};
+
+// ---------------------------------------------------------------------------
+// Value parsers: each takes the raw string and the key, returns a typed value or throws.
+
+type Source = "StorageClass parameter" | "ConfigMap key" | "driver default";
+type Parser<T> = (raw: string, where: string) => T;
+
+const MAX_ECHO_CHARS = 80;
+
+function echo(raw: string): string {
+  const short = raw.length > MAX_ECHO_CHARS ? raw.slice(0, MAX_ECHO_CHARS) + "…" : raw;
+  return JSON.stringify(short);
+}
+
+function invalid(where: string, raw: string, expected: string): SettingsError {
+  return new SettingsError(
+    `invalid ${where} = ${
+      echo(raw)
+    }: ${expected}; fix the StorageClass parameters or the ConfigMap`,
+  );
+}
+
+const parseBoolean: Parser<boolean> = (raw, where) => {
+  if (raw === "true") return true;
+  if (raw === "false") return false;
+  throw invalid(where, raw, `must be "true" or "false"`);
+};
+
+const parsePositiveNumber: Parser<number> = (raw, where) => {
+  const n = /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isFinite(n) || n <= 0) {
+    throw invalid(where, raw, `must be a positive number such as "10" or "0.5"`);
+  }
+  return n;
+};
+
+function integerAtLeast(min: number): Parser<number> {
+  return (raw, where) => {
+    const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n) || n < min) {
+      throw invalid(where, raw, `must be a whole number ≥ ${min}`);
+    }
+    return n;
+  };
+}
+
+const parseNonEmpty: Parser<string> = (raw, where) => {
+  // deno-lint-ignore no-control-regex
+  if (raw.trim() === "" || /[\u0000-\u001f\u007f]/.test(raw)) {
+    throw invalid(where, raw, "must be a non-empty string without control characters");
+  }
+  return raw;
+};
+
+/** RFC 1123 subdomain: what Kubernetes accepts as a Secret or ConfigMap name. */
+const parseObjectName: Parser<string> = (raw, where) => {
+  if (
+    raw.length > 253 ||
+    !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(raw)
+  ) {
+    throw invalid(
+      where,
+      raw,
+      "must be a Kubernetes object name (lowercase letters, digits, '-' and '.')",
+    );
+  }
+  return raw;
+};
+
+const parseAbsolutePath: Parser<string> = (raw, where) => {
+  if (!raw.startsWith("/") || raw.split("/").includes("..")) {
+    throw invalid(where, raw, "must be an absolute path without '..'");
+  }
+  return parseNonEmpty(raw, where);
+};
+
+const parseQuantity: Parser<string> = (raw, where) => {
+  if (!/^\d+(\.\d+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.test(raw)) {
+    throw invalid(where, raw, `must be a Kubernetes quantity such as "500m", "2" or "1Gi"`);
+  }
+  return raw;
+};
+
+const parseCompression: Parser<string> = (raw, where) => {
+  const zstd = /^zstd-(\d{1,2})$/.exec(raw);
+  if (raw === "lz4" || (zstd && Number(zstd[1]) >= 1 && Number(zstd[1]) <= 22)) return raw;
+  throw invalid(where, raw, `must be "lz4" or "zstd-1" … "zstd-22"`);
+};
+
+const parseRegion: Parser<string> = (raw, where) => {
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(raw)) {
+    throw invalid(where, raw, `must be a region name such as "us-east-1"`);
+  }
+  return raw;
+};
+
+const parseImage: Parser<string> = (raw, where) => {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._\/:@-]*$/.test(raw)) {
+    throw invalid(
+      where,
+      raw,
+      `must be a container image reference such as "ghcr.io/barre/zerofs:2.3.0"`,
+    );
+  }
+  return raw;
+};
+
+const parseEndpoint: Parser<string> = (raw, where) => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalid(
+      where,
+      raw,
+      `must be a URL such as "https://s3.example.com" or "http://minio:9000"`,
+    );
+  }
+  if (url.username || url.password) {
+    // Never echo: the value itself carries credentials.
+    throw new SettingsError(
+      `invalid ${where}: the URL contains credentials; put them in the Secret named by awsCredentialsSecretName`,
+    );
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw invalid(where, raw, "must start with http:// or https://");
+  }
+  return raw.replace(/\/+$/, "");
+};
+
+const STORAGE_SCHEMES = ["s3", "gs", "azure", "memory"] as const;
+
+const parseStorageUrl: Parser<string> = (raw, where) => {
+  const m = /^([a-z0-9]+):\/\/([^/?#]*)(\/[^?#]*)?$/.exec(raw);
+  if (!m) {
+    throw invalid(where, raw, `must look like "s3://bucket/prefix" (no query string or fragment)`);
+  }
+  const [, scheme, bucket, path = ""] = m;
+  if (!(STORAGE_SCHEMES as readonly string[]).includes(scheme)) {
+    const why = scheme === "file" ? "file:// lacks the conditional writes ZeroFS needs; " : "";
+    throw invalid(
+      where,
+      raw,
+      `${why}the scheme must be one of ${STORAGE_SCHEMES.map((s) => s + "://").join(", ")}`,
+    );
+  }
+  if (scheme !== "memory" && bucket === "") throw invalid(where, raw, "names no bucket");
+  if (bucket.includes("@")) {
+    throw new SettingsError(
+      `invalid ${where}: the URL contains credentials; use the Secret named by awsCredentialsSecretName`,
+    );
+  }
+  const segments = path.split("/").filter((s) => s !== "");
+  if (segments.some((s) => s === "." || s === "..") || /\s/.test(raw)) {
+    throw invalid(where, raw, "the prefix must not contain '.', '..' segments or whitespace");
+  }
+  return `${scheme}://${bucket}${segments.length ? "/" + segments.join("/") : ""}`;
+};
+
+// ---------------------------------------------------------------------------
+// Validation and resolution
+
+function rejectLegacy(key: string, raw: string, where: string): void {
+  const refusal = LEGACY_REFUSED_KEYS.get(key);
+  if (refusal) throw new SettingsError(`${where} is not supported: ${refusal}`);
+  if (key === "envoyEnabled" && parseBoolean(raw, where)) {
+    throw new SettingsError(
+      `${where} = "true" is not supported: this driver runs no envoy sidecar; remove the key`,
+    );
+  }
+}
+
+function parseSettingValue(key: string, raw: string, where: string): unknown {
+  switch (key) {
+    case "storageURL":
+      return parseStorageUrl(raw, where);
+    case "awsEndpoint":
+      return parseEndpoint(raw, where);
+    case "awsDefaultRegion":
+      return parseRegion(raw, where);
+    case "awsAllowHTTP":
+    case "telemetry":
+      return parseBoolean(raw, where);
+    case "awsCredentialsSecretName":
+    case "encryptionPasswordSecretName":
+      return parseObjectName(raw, where);
+    case "cacheDir":
+      return parseAbsolutePath(raw, where);
+    case "cacheDiskSizeGB":
+    case "cacheMemorySizeGB":
+    case "filesystemMaxSizeGB":
+      return parsePositiveNumber(raw, where);
+    case "zerofsImage":
+      return parseImage(raw, where);
+    case "cpuRequest":
+    case "cpuLimit":
+    case "memoryRequest":
+    case "memoryLimit":
+      return parseQuantity(raw, where);
+    case "compression":
+      return parseCompression(raw, where);
+    case "podReadyTimeoutSeconds":
+    case "lsmL0MaxSsts":
+    case "lsmMaxConcurrentCompactions":
+      return integerAtLeast(1)(raw, where);
+    case "lsmFlushIntervalSecs":
+      return integerAtLeast(5)(raw, where);
+    default:
+      return parseNonEmpty(raw, where);
+  }
+}
+
+function parseParameterOnly(key: string, raw: string, where: string): void {
+  switch (key) {
+    case "filesystem":
+    case "csi.storage.k8s.io/fstype":
+      if (!["ext4", "xfs", "btrfs"].includes(raw)) {
+        throw invalid(where, raw, `must be "ext4", "xfs" or "btrfs"`);
+      }
+      return;
+    case "configMapName":
+      parseObjectName(raw, where);
+      return;
+    case "deletePolicy":
+      if (raw !== "delete" && raw !== "retain") {
+        throw invalid(where, raw, `must be "delete" or "retain"`);
+      }
+      return;
+    case "preflight":
+      parseBoolean(raw, where);
+      return;
+  }
+}
+
+function unknownKey(key: string, source: Source, allowed: ReadonlySet<string>): SettingsError {
+  return new SettingsError(
+    `unknown ${source} ${JSON.stringify(key)}; allowed keys: ${[...allowed].sort().join(", ")}`,
+  );
+}
+
+/**
+ * Check StorageClass parameters (CreateVolume): every key known, every value
+ * well-formed. Throws {@linkcode SettingsError} naming the first bad key.
+ *
+ * @example
+ * ```ts
+ * validateVolumeParameters({ storageURL: "s3://bucket/volumes", deletePolicy: "retain" });
+ * ```
+ */
+export function validateVolumeParameters(params: Record<string, string>): void {
+  for (const [key, raw] of Object.entries(params)) {
+    const where = `StorageClass parameter "${key}"`;
+    if (!VOLUME_PARAMETER_KEYS.has(key)) {
+      throw unknownKey(key, "StorageClass parameter", VOLUME_PARAMETER_KEYS);
+    }
+    if (PARAMETER_ONLY_KEYS.has(key)) parseParameterOnly(key, raw, where);
+    else if (SETTINGS_KEYS.has(key)) parseSettingValue(key, raw, where);
+    else rejectLegacy(key, raw, where);
+  }
+}
+
+/** The non-settings StorageClass parameters, validated, with defaults (`deletePolicy: delete`, `preflight: false`). */
+export function volumeParameterOptions(params: Record<string, string>): VolumeParameterOptions {
+  const pick = (key: string) => {
+    const raw = params[key];
+    if (raw !== undefined) parseParameterOnly(key, raw, `StorageClass parameter "${key}"`);
+    return raw;
+  };
+  const filesystem = (pick("filesystem") ?? pick("csi.storage.k8s.io/fstype")) as
+    | VolumeFilesystem
+    | undefined;
+  return {
+    ...(filesystem ? { filesystem } : {}),
+    ...(pick("configMapName") ? { configMapName: params.configMapName } : {}),
+    deletePolicy: (pick("deletePolicy") ?? "delete") as DeletePolicy,
+    preflight: pick("preflight") === "true",
+  };
+}
+
+/** Inputs of {@linkcode resolveSettings}. */
+export interface ResolveSettingsInput {
+  /** StorageClass parameters (or the volume context). Non-settings keys are skipped here; validate them with {@linkcode validateVolumeParameters}. */
+  parameters: Record<string, string>;
+  /** Data of the ConfigMap named by `configMapName`; every key must be known. */
+  configMap?: Record<string, string>;
+  /** Driver defaults (e.g. from flags), over {@linkcode DEFAULT_SETTINGS}. */
+  defaults?: Partial<VolumeSettings>;
+}
+
+function collectRaw(input: ResolveSettingsInput): Map<string, { raw: string; where: string }> {
+  const merged = new Map<string, { raw: string; where: string }>();
+  for (const [key, raw] of Object.entries(input.configMap ?? {})) {
+    if (!CONFIGMAP_KEYS.has(key)) throw unknownKey(key, "ConfigMap key", CONFIGMAP_KEYS);
+    const where = `ConfigMap key "${key}"`;
+    if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
+    else rejectLegacy(key, raw, where);
+  }
+  for (const [key, raw] of Object.entries(input.parameters)) {
+    const where = `StorageClass parameter "${key}"`;
+    if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
+    else if (!PARAMETER_ONLY_KEYS.has(key) && VOLUME_PARAMETER_KEYS.has(key)) {
+      rejectLegacy(key, raw, where);
+    }
+  }
+  return merged;
+}
+
+/**
+ * Resolve one volume's settings: StorageClass parameters > ConfigMap keys >
+ * `defaults` > {@linkcode DEFAULT_SETTINGS}. Throws {@linkcode SettingsError}
+ * naming the key on an unknown ConfigMap key, a malformed value, or a missing
+ * `storageURL`.
+ *
+ * @example
+ * ```ts
+ * const settings = resolveSettings({
+ *   parameters: { configMapName: "zerofs", cacheDiskSizeGB: "20" },
+ *   configMap: { storageURL: "s3://bucket/volumes", awsCredentialsSecretName: "aws" },
+ * });
+ * ```
+ */
+export function resolveSettings(input: ResolveSettingsInput): VolumeSettings {
+  const parsed: Record<string, unknown> = {};
+  for (const [key, { raw, where }] of collectRaw(input)) {
+    parsed[key] = parseSettingValue(key, raw, where);
+  }
+  const settings = { ...DEFAULT_SETTINGS, ...input.defaults, ...parsed } as VolumeSettings;
+  if (!settings.storageURL) {
+    throw new SettingsError(
+      `no storageURL: set "storageURL" (e.g. "s3://bucket/volumes") in the ConfigMap named by ` +
+        `the StorageClass parameter configMapName, or as a StorageClass parameter`,
+    );
+  }
+  if (input.defaults?.storageURL && !("storageURL" in parsed)) {
+    settings.storageURL = parseStorageUrl(input.defaults.storageURL, `driver default "storageURL"`);
+  }
+  return settings;
+}
+
+// ---------------------------------------------------------------------------
+// Location
+
+/** Where one volume's objects live. */
+export interface VolumeLocation {
+  /** `<storageURL>/<volumeId>`: ZeroFS's `[storage] url`, same as the original driver. */
+  url: string;
+  scheme: string;
+  /** Bucket (container) name; empty for `memory://`. */
+  bucket: string;
+  /** Key prefix of the volume's objects, always ending in `<volumeId>/`. */
+  prefix: string;
+}
+
+/**
+ * The object-store location of `volumeId` under `settings.storageURL`.
+ *
+ * @example
+ * ```ts
+ * resolveVolumeLocation({ storageURL: "s3://b/base" } as VolumeSettings, "pvc-1");
+ * // → { url: "s3://b/base/pvc-1", scheme: "s3", bucket: "b", prefix: "base/pvc-1/" }
+ * ```
+ */
+export function resolveVolumeLocation(
+  settings: Pick<VolumeSettings, "storageURL">,
+  volumeId: string,
+): VolumeLocation {
+  if (volumeId === "" || volumeId.includes("/")) {
+    throw new SettingsError(
+      `cannot place volume ${
+        JSON.stringify(volumeId)
+      }: a volume ID must be non-empty and contain no '/'`,
+    );
+  }
+  const base = parseStorageUrl(settings.storageURL, `setting "storageURL"`);
+  const [, scheme, rest] = /^([a-z0-9]+):\/\/(.*)$/.exec(base)!;
+  const slash = rest.indexOf("/");
+  const bucket = slash < 0 ? rest : rest.slice(0, slash);
+  const basePrefix = slash < 0 ? "" : rest.slice(slash + 1);
+  return {
+    url: `${base}/${volumeId}`,
+    scheme,
+    bucket,
+    prefix: basePrefix ? `${basePrefix}/${volumeId}/` : `${volumeId}/`,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Secrets
+
+/** Secret values for one volume. Never logged, never in errors, argv or state files. */
+export interface SecretValues {
+  encryptionPassword?: string;
+  awsAccessKeyId?: string;
+  awsSecretAccessKey?: string;
+  awsSessionToken?: string;
+}
+
+/** Environment variable that carries the encryption password to ZeroFS (`${…}` in config.toml). */
+export const ENV_ENCRYPTION_PASSWORD = "ZEROFS_ENCRYPTION_PASSWORD";
+/** Environment variable that carries the AWS access key ID to ZeroFS. */
+export const ENV_AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID";
+/** Environment variable that carries the AWS secret access key to ZeroFS. */
+export const ENV_AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY";
+/** Environment variable that carries the AWS session token to ZeroFS. */
+export const ENV_AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN";
+
+/** Which environment variable carries which {@linkcode SecretValues} field. */
+export const SECRET_ENV_NAMES: Readonly<Record<keyof SecretValues, string>> = {
+  encryptionPassword: ENV_ENCRYPTION_PASSWORD,
+  awsAccessKeyId: ENV_AWS_ACCESS_KEY_ID,
+  awsSecretAccessKey: ENV_AWS_SECRET_ACCESS_KEY,
+  awsSessionToken: ENV_AWS_SESSION_TOKEN,
+};
+
+/** Key in the Secret named by `encryptionPasswordSecretName` (as in the original driver). */
+export const ENCRYPTION_PASSWORD_SECRET_KEY = "password";
+
+/**
+ * Keys in the Secret named by `awsCredentialsSecretName`, in lookup order
+ * (the original driver reads `AWS_ACCESS_KEY_ID`, falling back to `username`,
+ * and `AWS_SECRET_ACCESS_KEY`, falling back to `password`).
+ */
+export const AWS_CREDENTIALS_SECRET_KEYS = {
+  accessKeyId: ["AWS_ACCESS_KEY_ID", "username"],
+  secretAccessKey: ["AWS_SECRET_ACCESS_KEY", "password"],
+  sessionToken: ["AWS_SESSION_TOKEN"],
+} as const;
+
+/** ZeroFS refuses shorter passwords. */
+export const MIN_ENCRYPTION_PASSWORD_CHARS = 8;
+
+/**
+ * The environment that hands `values` to ZeroFS: only fields that are set.
+ *
+ * @example
+ * ```ts
+ * secretEnv({ encryptionPassword: "s3cr3t-pass" }); // → { ZEROFS_ENCRYPTION_PASSWORD: "s3cr3t-pass" }
+ * ```
+ */
+export function secretEnv(values: SecretValues): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const field of Object.keys(SECRET_ENV_NAMES) as (keyof SecretValues)[]) {
+    const value = values[field];
+    if (value !== undefined && value !== "") env[SECRET_ENV_NAMES[field]] = value;
+  }
+  return env;
+}
+
+/**
+ * Keys accepted in CSI `secrets` maps (provisioner / node-stage secrets
+ * referenced by `csi.storage.k8s.io/*-secret-name`). Both our names and the
+ * original driver's Secret key names are accepted.
+ */
+export const CSI_SECRET_KEYS: Readonly<Record<string, keyof SecretValues>> = {
+  encryptionPassword: "encryptionPassword",
+  password: "encryptionPassword",
+  awsAccessKeyID: "awsAccessKeyId",
+  AWS_ACCESS_KEY_ID: "awsAccessKeyId",
+  awsSecretAccessKey: "awsSecretAccessKey",
+  AWS_SECRET_ACCESS_KEY: "awsSecretAccessKey",
+  awsSessionToken: "awsSessionToken",
+  AWS_SESSION_TOKEN: "awsSessionToken",
+};
+
+/**
+ * Parse a CSI `secrets` map into {@linkcode SecretValues}. Unknown keys and
+ * two keys for the same value are {@linkcode SettingsError}s naming the key —
+ * never the value.
+ */
+export function secretValuesFromCsiSecrets(secrets: Record<string, string>): SecretValues {
+  const values: SecretValues = {};
+  const seenFrom: Partial<Record<keyof SecretValues, string>> = {};
+  for (const [key, value] of Object.entries(secrets)) {
+    const field = CSI_SECRET_KEYS[key];
+    if (!field) {
+      throw new SettingsError(
+        `unknown key ${JSON.stringify(key)} in the CSI secrets; allowed keys: ${
+          Object.keys(CSI_SECRET_KEYS).sort().join(", ")
+        }`,
+      );
+    }
+    if (seenFrom[field]) {
+      throw new SettingsError(
+        `CSI secrets set ${field} twice (keys "${seenFrom[field]}" and "${key}"); keep one`,
+      );
+    }
+    seenFrom[field] = key;
+    values[field] = value;
+  }
+  checkSecretValues(values);
+  return values;
+}
+
+/** Throws when present values cannot work (short password, half a key pair). Never quotes a value. */
+export function checkSecretValues(values: SecretValues): void {
+  const password = values.encryptionPassword;
+  if (
+    password !== undefined &&
+    (password.length < MIN_ENCRYPTION_PASSWORD_CHARS || password === "CHANGEME")
+  ) {
+    throw new SettingsError(
+      `the encryption password is too weak for ZeroFS: it needs at least ${MIN_ENCRYPTION_PASSWORD_CHARS} characters and must not be "CHANGEME"; update the Secret`,
+    );
+  }
+  if (Boolean(values.awsAccessKeyId) !== Boolean(values.awsSecretAccessKey)) {
+    throw new SettingsError(
+      "AWS credentials are incomplete: an access key ID and a secret access key are both needed; update the Secret",
+    );
+  }
+}
+
+/**
+ * Read {@linkcode SecretValues} out of Kubernetes Secret data (already
+ * base64-decoded): the encryption-password Secret and the AWS-credentials
+ * Secret, using the original driver's key names.
+ */
+export function secretValuesFromKubernetesSecrets(
+  encryptionSecret: Record<string, string> | undefined,
+  awsSecret: Record<string, string> | undefined,
+): SecretValues {
+  const first = (data: Record<string, string> | undefined, keys: readonly string[]) =>
+    keys.map((k) => data?.[k]).find((v) => v !== undefined && v !== "");
+  const values: SecretValues = {
+    encryptionPassword: encryptionSecret?.[ENCRYPTION_PASSWORD_SECRET_KEY] || undefined,
+    awsAccessKeyId: first(awsSecret, AWS_CREDENTIALS_SECRET_KEYS.accessKeyId),
+    awsSecretAccessKey: first(awsSecret, AWS_CREDENTIALS_SECRET_KEYS.secretAccessKey),
+    awsSessionToken: first(awsSecret, AWS_CREDENTIALS_SECRET_KEYS.sessionToken),
+  };
+  for (const k of Object.keys(values) as (keyof SecretValues)[]) {
+    if (values[k] === undefined) delete values[k];
+  }
+  checkSecretValues(values);
+  return values;
+}
