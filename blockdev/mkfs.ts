@@ -80,3 +80,26 @@ export async function growFilesystem(
   const { tool, args } = growCommand(fsType, target);
   await (target.runner ?? runTool)(tool, args, { timeoutMs: target.timeoutMs ?? MKFS_TIMEOUT_MS });
 }
+
+/**
+ * Check an unmounted ext4 filesystem (`e2fsck -f -p`), as offline
+ * `resize2fs` requires. Exit 1 means "errors corrected"; 4 and above fail.
+ */
+export async function checkExt4(device: string, opts: ToolOptions = {}): Promise<void> {
+  await (opts.runner ?? runTool)("e2fsck", ["-f", "-p", device], {
+    timeoutMs: opts.timeoutMs ?? MKFS_TIMEOUT_MS,
+    okExitCodes: [1],
+  });
+}
+
+/**
+ * Grow an unmounted ext4 filesystem to its device. Offline because online
+ * growth needs CAP_SYS_RESOURCE, which some hosts withhold even from root,
+ * and this driver expands offline anyway.
+ */
+export async function growExt4Offline(device: string, opts: ToolOptions = {}): Promise<void> {
+  await checkExt4(device, opts);
+  await (opts.runner ?? runTool)("resize2fs", [device], {
+    timeoutMs: opts.timeoutMs ?? MKFS_TIMEOUT_MS,
+  });
+}

@@ -39,7 +39,13 @@ export {
   type Signature,
   type ToolOptions,
 } from "./probe.ts";
-export { growFilesystem, type GrowTarget, makeFilesystem } from "./mkfs.ts";
+export {
+  checkExt4,
+  growExt4Offline,
+  growFilesystem,
+  type GrowTarget,
+  makeFilesystem,
+} from "./mkfs.ts";
 export {
   bindMount,
   isMountPoint,

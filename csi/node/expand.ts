@@ -1,8 +1,10 @@
 /**
- * NodeExpandVolume (offline): the NBD device's size is fixed per connection,
- * so growing means unmount → detach → grow the device file through 9P →
- * attach → mount → grow the filesystem. Refused while a pod has the volume
- * published.
+ * NodeExpandVolume (offline). The NBD device's size is fixed per connection,
+ * so growing it means: unmount → detach → grow the device file through 9P →
+ * attach → grow the filesystem → mount. ext4 grows while unmounted (after
+ * e2fsck); xfs and btrfs can only grow mounted. Refused while a pod has the
+ * volume published. `fsGrowPending` in the state record makes a retry after
+ * a crash finish the filesystem step.
  *
  * @module
  */
@@ -10,6 +12,7 @@
 import {
   deviceSizeBytes,
   findMountByTarget,
+  growExt4Offline,
   growFilesystem,
   mountFilesystem,
   unmount,
@@ -20,7 +23,7 @@ import { parseAbsolutePath, parseVolumeId } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
 import type { RawRequest } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
-import { growDeviceFile } from "./volume_files.ts";
+import { DEVICE_EXPORT, growDeviceFile } from "./volume_files.ts";
 
 const ROUNDING_BYTES = 4096;
 
@@ -29,25 +32,21 @@ export async function nodeExpandVolume(ctx: NodeContext, req: RawRequest): Promi
   const volumeId = parseVolumeId(req.volume_id, "volume_id");
   parseAbsolutePath(req.volume_path, "volume_path");
   const requiredBytes = requiredSize(req);
-  const state = await ctx.states.read(volumeId);
+  let state = await ctx.states.read(volumeId);
   if (state?.phase !== "staged" || !state.attachment) {
     throw failedPrecondition(`volume "${volumeId}" is not staged on this node; stage it first`);
   }
-  let sizeBytes = await deviceSizeBytes(state.attachment.device);
-  if (sizeBytes < requiredBytes) {
-    await requireUnpublished(state);
-    if (state.readOnly) {
-      throw failedPrecondition(`volume "${volumeId}" is staged read-only and cannot grow`);
-    }
-    sizeBytes = await regrowDevice(ctx, state, requiredBytes);
+  const sizeBytes = await deviceSizeBytes(state.attachment.device);
+  if (sizeBytes >= requiredBytes && !state.fsGrowPending) return { capacity_bytes: sizeBytes };
+  await requireUnpublished(state);
+  if (state.readOnly) {
+    throw failedPrecondition(`volume "${volumeId}" is staged read-only and cannot grow`);
   }
-  if (state.accessType === "mount") {
-    await growFilesystem(state.fsType!, {
-      device: (await ctx.states.read(volumeId))!.attachment!.device,
-      mountPoint: state.stagingPath,
-    });
-  }
-  return { capacity_bytes: sizeBytes };
+  if (state.accessType === "mount") await unmount(state.stagingPath);
+  if (sizeBytes < requiredBytes) state = await regrowDevice(ctx, state, requiredBytes);
+  if (state.accessType === "mount") await growAndMount(state);
+  await ctx.states.write({ ...state, phase: "staged", fsGrowPending: false });
+  return { capacity_bytes: await deviceSizeBytes(state.attachment!.device) };
 }
 
 function requiredSize(req: RawRequest): number {
@@ -77,30 +76,42 @@ async function regrowDevice(
   ctx: NodeContext,
   state: NodeVolumeState,
   requiredBytes: number,
-): Promise<number> {
+): Promise<NodeVolumeState> {
   const paths = volumePaths(ctx.stateRoot, state.volumeId);
-  if (state.accessType === "mount") await unmount(state.stagingPath);
   await ctx.attacher.detach(state.attachment!);
-  const detached: NodeVolumeState = { ...state, phase: "staging", attachment: undefined };
+  const detached: NodeVolumeState = {
+    ...state,
+    phase: "staging",
+    attachment: undefined,
+    fsGrowPending: state.accessType === "mount",
+  };
   await ctx.states.write(detached);
   await growDeviceFile(paths.ninepSocket, requiredBytes);
   const attachment = await ctx.attacher.attach(
     {
       volumeId: state.volumeId,
       socketPath: paths.nbdSocket,
-      exportName: "disk",
+      exportName: DEVICE_EXPORT,
       readOnly: false,
       workDir: paths.dir,
     },
     (intent) => ctx.states.write({ ...detached, attachment: intent }),
   );
-  if (state.accessType === "mount") {
-    await mountFilesystem(attachment.device, state.stagingPath, {
-      fsType: state.fsType!,
-      flags: state.mountFlags,
-      readOnly: false,
-    });
+  const attached = { ...detached, attachment };
+  await ctx.states.write(attached);
+  return attached;
+}
+
+async function growAndMount(state: NodeVolumeState): Promise<void> {
+  const device = state.attachment!.device;
+  const fsType = state.fsType!;
+  if (fsType === "ext4") await growExt4Offline(device);
+  await mountFilesystem(device, state.stagingPath, {
+    fsType,
+    flags: state.mountFlags,
+    readOnly: false,
+  });
+  if (fsType !== "ext4") {
+    await growFilesystem(fsType, { device, mountPoint: state.stagingPath });
   }
-  await ctx.states.write({ ...detached, attachment, phase: "staged" });
-  return await deviceSizeBytes(attachment.device);
 }

@@ -35,6 +35,8 @@ export interface NodeVolumeState {
   /** Recorded before connecting; absent when nothing is attached. */
   attachment?: Attachment;
   publishedTargets: PublishedTarget[];
+  /** NodeExpandVolume grew the device; the filesystem still has to follow. */
+  fsGrowPending?: boolean;
   updatedAt: string;
 }
 

@@ -7,7 +7,11 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
+import { listLoopDevices, readMountInfo } from "../../blockdev/mod.ts";
+import type { NodeVolumeState } from "../../csi/node/mod.ts";
+import { volumePaths } from "../../zerofs/mod.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
 
@@ -96,4 +100,259 @@ export async function startNodeEnvironment(
     },
   };
   return environment;
+}
+
+/** One process as /proc shows it. */
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  /** /proc/<pid>/stat field 22: tells a reused pid from the one we saw. */
+  startTicks: number;
+  argv: string[];
+}
+
+/** Every live (non-zombie) process on the host. */
+export async function listProcesses(): Promise<ProcessInfo[]> {
+  const out: ProcessInfo[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const info = await readProcess(Number(entry.name));
+    if (info) out.push(info);
+  }
+  return out;
+}
+
+async function readProcess(pid: number): Promise<ProcessInfo | undefined> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (rest[0] === "Z" || rest[0] === "X") return undefined;
+    const raw = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+    return {
+      pid,
+      ppid: Number(rest[1]),
+      startTicks: Number(rest[19]),
+      argv: raw.split("\0").filter((a) => a !== ""),
+    };
+  } catch {
+    return undefined; // exited while we looked
+  }
+}
+
+/** True when the process we saw is still running (same pid and start time). */
+export async function isStillRunning(p: ProcessInfo): Promise<boolean> {
+  const now = await readProcess(p.pid);
+  return now !== undefined && now.startTicks === p.startTicks;
+}
+
+/** The state directory of a volume inside the environment. */
+export function volumeStateDir(env: NodeEnvironment, volumeId: string): string {
+  return volumePaths(env.stateDir, volumeId).dir;
+}
+
+/** The node's state.json of a volume, or null when there is none. */
+export async function readVolumeState(
+  env: NodeEnvironment,
+  volumeId: string,
+): Promise<NodeVolumeState | null> {
+  const text = await Deno.readTextFile(volumePaths(env.stateDir, volumeId).stateJson).catch(
+    (e) => {
+      if (e instanceof Deno.errors.NotFound) return null;
+      throw e;
+    },
+  );
+  return text === null ? null : JSON.parse(text) as NodeVolumeState;
+}
+
+/** The pid of a volume's ZeroFS (stand-in) from its runner record `zerofs.pid`. */
+export async function zerofsPid(env: NodeEnvironment, volumeId: string): Promise<number> {
+  const text = await Deno.readTextFile(volumePaths(env.stateDir, volumeId).zerofsPid);
+  return (JSON.parse(text) as { pid: number }).pid;
+}
+
+/**
+ * The processes serving one staged volume: its ZeroFS stand-in with every
+ * descendant (diod, nbdkit) and the nbdfuse helper of a userspace attach.
+ * Snapshot them while staged, assert them gone after unstage.
+ */
+export async function volumeProcesses(
+  env: NodeEnvironment,
+  volumeId: string,
+): Promise<ProcessInfo[]> {
+  const all = await listProcesses();
+  const roots = new Set<number>([await zerofsPid(env, volumeId)]);
+  const helper = (await readVolumeState(env, volumeId))?.attachment?.helperPid;
+  if (helper !== undefined) roots.add(helper);
+  const found = all.filter((p) => roots.has(p.pid));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of all) {
+      if (!found.includes(p) && found.some((f) => f.pid === p.ppid)) {
+        found.push(p);
+        grew = true;
+      }
+    }
+  }
+  return found;
+}
+
+/** What a node left on the host under the environment's directory. */
+export interface HostLeftovers {
+  /** Loop devices whose backing file lies under the environment directory. */
+  loopDevices: string[];
+  /** Mount points under the environment directory (staging, targets, FUSE). */
+  mounts: string[];
+  /** Processes other than the two drivers whose command line names the directory. */
+  processes: string[];
+  /** Unix socket files under the state directory, except the node's CSI socket. */
+  sockets: string[];
+  /** Volume state directories (`<state>/v/*`). */
+  volumeDirs: string[];
+}
+
+/** Look for anything the node left behind in this environment. */
+export async function findLeftovers(env: NodeEnvironment): Promise<HostLeftovers> {
+  const under = (p: string) => p === env.dir || p.startsWith(env.dir + "/");
+  const loops = await listLoopDevices();
+  const mounts = await readMountInfo();
+  const drivers = new Set([env.node.process.pid, env.controller.process.pid]);
+  const processes = (await listProcesses()).filter((p) =>
+    !drivers.has(p.pid) && p.pid !== Deno.pid && p.argv.some((a) => a.includes(env.dir))
+  );
+  const volumeDirs: string[] = [];
+  const sockets: string[] = [];
+  for await (const entry of readDirIfExists(join(env.stateDir, "v"))) {
+    volumeDirs.push(join(env.stateDir, "v", entry.name));
+  }
+  await collectSockets(env.stateDir, sockets);
+  return {
+    loopDevices: loops.filter((l) => under(l.backingFile)).map((l) =>
+      `${l.device} → ${l.backingFile}`
+    ),
+    mounts: mounts.filter((m) => under(m.mountPoint)).map((m) =>
+      `${m.mountPoint} (${m.fsType} ${m.source})`
+    ),
+    processes: processes.map((p) => `${p.pid}: ${p.argv.join(" ")}`),
+    sockets,
+    volumeDirs,
+  };
+}
+
+/**
+ * Assert the node left nothing: no loop device, mount, process, socket or
+ * volume state directory; and none of `gone` (a snapshot from
+ * {@linkcode volumeProcesses}) still runs.
+ */
+export async function assertNothingLeft(
+  env: NodeEnvironment,
+  gone: ProcessInfo[] = [],
+): Promise<void> {
+  const left = await findLeftovers(env);
+  const survivors: string[] = [];
+  for (const p of gone) {
+    if (await isStillRunning(p)) survivors.push(`${p.pid}: ${p.argv.join(" ")}`);
+  }
+  assert.deepEqual({ ...left, survivors }, {
+    loopDevices: [],
+    mounts: [],
+    processes: [],
+    sockets: [],
+    volumeDirs: [],
+    survivors: [],
+  });
+}
+
+async function* readDirIfExists(dir: string): AsyncIterable<Deno.DirEntry> {
+  try {
+    yield* Deno.readDir(dir);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+async function collectSockets(dir: string, out: string[]): Promise<void> {
+  for await (const entry of readDirIfExists(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) {
+      // A FUSE mount left behind must not hang the walk: mounts are reported separately.
+      if ((await readMountInfo()).some((m) => m.mountPoint === path)) continue;
+      await collectSockets(path, out);
+    } else if ((await Deno.lstat(path)).isSocket) {
+      out.push(path);
+    }
+  }
+}
+
+/**
+ * Start an environment, run `fn`, and always tear it down: every volume the
+ * node still records is unpublished and unstaged through the CSI API (the
+ * agent restarted if a test killed it); whatever that could not remove is
+ * removed by hand (lazy unmounts, `losetup -d`, SIGKILL), then both drivers
+ * stop and the directory goes.
+ */
+export async function withNodeEnvironment(
+  fn: (env: NodeEnvironment) => Promise<void>,
+  opts: NodeEnvironmentOptions = {},
+): Promise<void> {
+  const env = await startNodeEnvironment(opts);
+  try {
+    await fn(env);
+  } finally {
+    await cleanUpVolumes(env).catch((e) => console.error(`cleanup through CSI failed: ${e}`));
+    await forceCleanUp(env);
+    await env.stop();
+  }
+}
+
+const CLEANUP_CALL_MS = 60_000;
+
+async function cleanUpVolumes(env: NodeEnvironment): Promise<void> {
+  const alive = await env.node.client.node.NodeGetCapabilities({}, 2_000).then(
+    () => true,
+    () => false,
+  );
+  if (!alive) {
+    await env.node.stop().catch(() => {});
+    await env.restartNode();
+  }
+  for await (const entry of readDirIfExists(join(env.stateDir, "v"))) {
+    const text = await Deno.readTextFile(join(env.stateDir, "v", entry.name, "state.json"))
+      .catch(() => null);
+    if (text === null) continue;
+    const state = JSON.parse(text) as NodeVolumeState;
+    for (const t of state.publishedTargets) {
+      await env.node.client.node.NodeUnpublishVolume(
+        { volume_id: state.volumeId, target_path: t.path },
+        CLEANUP_CALL_MS,
+      ).catch((e) => console.error(`cleanup: unpublish ${t.path}: ${e}`));
+    }
+    await env.node.client.node.NodeUnstageVolume(
+      { volume_id: state.volumeId, staging_target_path: state.stagingPath },
+      CLEANUP_CALL_MS,
+    ).catch((e) => console.error(`cleanup: unstage ${state.volumeId}: ${e}`));
+  }
+}
+
+async function forceCleanUp(env: NodeEnvironment): Promise<void> {
+  const left = await findLeftovers(env);
+  if (Object.values(left).every((list) => list.length === 0)) return;
+  console.error(`cleanup by hand: ${JSON.stringify(left, null, 2)}`);
+  const under = (p: string) => p.startsWith(env.dir + "/");
+  const mounts = (await readMountInfo()).filter((m) => under(m.mountPoint)).reverse();
+  for (const m of mounts) await quiet("umount", ["-l", m.mountPoint]);
+  for (const l of await listLoopDevices()) {
+    if (under(l.backingFile)) await quiet("losetup", ["-d", l.device]);
+  }
+  const drivers = new Set([env.node.process.pid, env.controller.process.pid, Deno.pid]);
+  for (const p of await listProcesses()) {
+    if (!drivers.has(p.pid) && p.argv.some((a) => a.includes(env.dir))) {
+      try {
+        Deno.kill(p.pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+}
+
+async function quiet(cmd: string, args: string[]): Promise<void> {
+  await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output().catch(() => {});
 }

@@ -8,10 +8,13 @@
 export {
   createS3Client,
   DEFAULT_S3_REGION,
+  describeFailure,
+  endpointDescription,
   type GuardedS3Location,
   guardedS3Location,
   type ObjectStoreAccess,
   ObjectStoreError,
+  PRECONDITION_CODES,
   type S3ClientTimeouts,
 } from "./client.ts";
 export {
@@ -21,4 +24,10 @@ export {
   type ObjectStoreLog,
 } from "./delete.ts";
 export { PREFLIGHT_OBJECT_NAME, preflightCheck, type PreflightOptions } from "./preflight.ts";
-export { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./retry.ts";
+export {
+  DEFAULT_RETRY_POLICY,
+  describeS3Error,
+  type RetryPolicy,
+  type S3ErrorInfo,
+  withRetries,
+} from "./retry.ts";
