@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  ControllerSettings,
   createControllerService,
   createIdentityService,
   createLogger,
@@ -15,11 +16,13 @@ import {
   DRIVER_VERSION,
   FileVolumeRegistry,
   type Logger,
-  loggingDataRemover,
+  MirroredVolumeRegistry,
   type NodeOptions,
+  ObjectStoreVolumeRegistry,
   parseLogLevel,
   startCsiServer,
   VolumeLocks,
+  type VolumeRegistry,
 } from "./csi/mod.ts";
 
 const DEFAULT_STATE_DIR = "/var/lib/zerofs-csi";
@@ -43,10 +46,18 @@ Verbs:
 Run "zerofs-csi <verb> --help" for a verb's flags.`,
   controller: `Usage: zerofs-csi controller --endpoint unix:///path/csi.sock [flags]
 
-  --endpoint    CSI socket (unix:///abs/path or /abs/path)   (required)
-  --state-dir   controller state directory                  (default ${DEFAULT_STATE_DIR})
-  --log-level   debug|info|warn|error                       (default info)
-  --help        show this help`,
+  --endpoint             CSI socket (unix:///abs/path or /abs/path)   (required)
+  --state-dir            controller state directory           (default ${DEFAULT_STATE_DIR})
+  --settings-file        driver settings (TOML: top-level defaults, [configMaps.<name>])
+  --default-config-map   ConfigMap locating volumes without a record (original driver's)
+  --volume-records       local|object-store|auto: where volume records live   (default auto:
+                         object-store when the default storageURL is s3://, else local)
+  --delete-timeout-ms    bound on one object-store request in DeleteVolume  (default 30000)
+  --log-level            debug|info|warn|error                (default info)
+  --help                 show this help
+
+  Credentials: the CSI provisioner secrets, else AWS_ACCESS_KEY_ID /
+  AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the environment.`,
   node: `Usage: zerofs-csi node --endpoint unix:///path/csi.sock [flags]
 
   --endpoint      CSI socket (unix:///abs/path or /abs/path)  (required)
@@ -119,21 +130,77 @@ async function runController(argv: string[]): Promise<number> {
   const flags = parseFlags("controller", argv, {
     endpoint: { type: "string" },
     "state-dir": { type: "string", default: DEFAULT_STATE_DIR },
+    "settings-file": { type: "string" },
+    "default-config-map": { type: "string" },
+    "volume-records": { type: "string", default: "auto" },
+    "delete-timeout-ms": { type: "string", default: "30000" },
     "log-level": { type: "string", default: "info" },
   });
   if (flags.help) return printHelp("controller");
   const endpoint = requireFlag("controller", flags, "endpoint");
+  const recordsMode = oneOf("controller", "volume-records", String(flags["volume-records"]), [
+    "local",
+    "object-store",
+    "auto",
+  ]);
+  const deleteTimeoutMs = Number(flags["delete-timeout-ms"]);
+  if (!Number.isSafeInteger(deleteTimeoutMs) || deleteTimeoutMs < 1000) {
+    throw new UsageError("--delete-timeout-ms must be a whole number ≥ 1000", "controller");
+  }
   const log = createLogger(logLevelOf("controller", flags));
-  const registry = new FileVolumeRegistry(String(flags["state-dir"]));
-  await registry.init();
+  const defaultConfigMapName = typeof flags["default-config-map"] === "string"
+    ? flags["default-config-map"]
+    : undefined;
+  const settings = typeof flags["settings-file"] === "string"
+    ? await ControllerSettings.load(flags["settings-file"], { defaultConfigMapName })
+    : new ControllerSettings({ defaultConfigMapName });
+  const registry = await controllerRegistry(String(flags["state-dir"]), settings, recordsMode, log);
   const server = await startCsiServer(endpoint, {
     pipeline: { log, locks: new VolumeLocks() },
     handlers: {
       Identity: createIdentityService({ controllerService: true }),
-      Controller: createControllerService({ registry, remover: loggingDataRemover(log) }),
+      Controller: createControllerService({
+        registry,
+        settings,
+        log,
+        deleteTimeouts: { requestTimeoutMs: deleteTimeoutMs },
+      }),
     },
   });
   return serveUntilSignal(server, log, { mode: "controller" });
+}
+
+/** Local file records, mirrored to `<default storageURL>/.zerofs-csi-volumes/` when asked or possible. */
+async function controllerRegistry(
+  stateDir: string,
+  settings: ControllerSettings,
+  mode: "local" | "object-store" | "auto",
+  log: Logger,
+): Promise<VolumeRegistry> {
+  const local = new FileVolumeRegistry(stateDir);
+  await local.init();
+  if (mode === "local") return local;
+  const home = await settings.homeAccess();
+  const s3 = home?.settings.storageURL.startsWith("s3://");
+  if (!home || !s3) {
+    if (mode === "object-store") {
+      throw new UsageError(
+        "--volume-records object-store needs an s3:// storageURL in the settings file's " +
+          "defaults or in --default-config-map",
+        "controller",
+      );
+    }
+    log.log("warn", "volume records are kept only in the state directory", {
+      state_dir: stateDir,
+      reason: "no s3:// default storageURL; they are lost if the controller moves",
+    });
+    return local;
+  }
+  const remote = new ObjectStoreVolumeRegistry(home);
+  log.log("info", "volume records in the object store", {
+    location: `s3://${remote.bucket}/${remote.prefix}`,
+  });
+  return new MirroredVolumeRegistry(local, remote);
 }
 
 function nodeOptions(flags: Flags): NodeOptions {

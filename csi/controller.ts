@@ -2,11 +2,26 @@
  * The CSI Controller service: volumes are records here; their data lives in
  * the object store and is created lazily by the node on first stage.
  *
+ * CreateVolume checks the object store (pre-flight) and records the volume's
+ * StorageClass parameters; ControllerPublish/Unpublish record which nodes
+ * the volume is attached to; DeleteVolume deletes every object under
+ * `<storageURL>/<volumeId>/` (or keeps them with `deletePolicy: retain`),
+ * refusing while any node still has the volume published.
+ *
  * @module
  */
 
+import {
+  deleteVolumeData,
+  type ObjectStoreAccess,
+  preflightCheck,
+  resolveVolumeLocation,
+  type S3ClientTimeouts,
+  volumeParameterOptions,
+} from "../zerofs/mod.ts";
 import { capacityFits, resolveCapacity } from "./capacity.ts";
-import { alreadyExists, invalidArgument, notFound } from "./errors.ts";
+import type { ControllerSettings } from "./controller_settings.ts";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { resolveFsType, volumeContext } from "./parameters.ts";
 import type { CsiRequest, ServiceHandlers } from "./pipeline.ts";
@@ -20,30 +35,16 @@ import {
   READ_ONLY_ACCESS_MODES,
 } from "./validate.ts";
 
-/** Removes a deleted volume's data from the object store. */
-export interface VolumeDataRemover {
-  remove(entry: VolumeEntry): Promise<void>;
-}
-
-/** Until object-store cleanup exists: keep the data and say so. */
-export function loggingDataRemover(log: Logger): VolumeDataRemover {
-  return {
-    remove(entry) {
-      log.log("warn", "volume data kept", {
-        volume_id: entry.name,
-        reason: "object-store cleanup is not implemented yet; remove the prefix by hand",
-      });
-      return Promise.resolve();
-    },
-  };
-}
-
 /** What the controller needs. */
 export interface ControllerDeps {
   registry: VolumeRegistry;
-  remover: VolumeDataRemover;
-  /** Clock for createdAt (tests pin it). */
+  /** Where volume settings and credentials come from. */
+  settings: ControllerSettings;
+  log: Logger;
+  /** Clock for createdAt/retainedAt (tests pin it). */
   now?: () => Date;
+  /** Object-store timeouts for DeleteVolume's list/delete calls. */
+  deleteTimeouts?: S3ClientTimeouts;
 }
 
 /** Controller capabilities, all implemented below. */
@@ -95,18 +96,50 @@ async function createVolume(deps: ControllerDeps, req: CsiRequest) {
   }
   const params = stringMap(req.parameters);
   const fsType = resolveFsType(params, caps);
+  const options = volumeParameterOptions(params);
   const existing = await deps.registry.get(name);
+  if (existing?.retainedAt) {
+    throw alreadyExists(
+      `volume ${name} was deleted with deletePolicy "retain" at ${existing.retainedAt} and its ` +
+        `objects were kept; use another name, or remove its record to reuse the name`,
+    );
+  }
   if (existing) return reuseExisting(existing, req, { params, fsType });
   const capacityBytes = resolveCapacity(req.capacity_range);
+  const access = await deps.settings.access(params, stringMap(req.secrets));
+  const location = resolveVolumeLocation(access.settings, name);
+  // Pre-flight is on unless the StorageClass says preflight: "false".
+  if (params.preflight !== "false") await preflight(deps, name, access, location.scheme);
   const entry: VolumeEntry = {
     name,
     capacityBytes,
     volumeContext: volumeContext(params, { capacityBytes, fsType }),
     parameters: params,
     createdAt: (deps.now?.() ?? new Date()).toISOString(),
+    publishedNodes: [],
   };
   await deps.registry.put(entry);
+  deps.log.log("info", "volume created", {
+    volume_id: name,
+    location: location.url,
+    delete_policy: options.deletePolicy,
+  });
   return volumeResponse(entry);
+}
+
+async function preflight(
+  deps: ControllerDeps,
+  volumeId: string,
+  access: ObjectStoreAccess,
+  scheme: string,
+): Promise<void> {
+  if (scheme === "s3") return await preflightCheck({ ...access, volumeId });
+  if (scheme !== "memory") {
+    deps.log.log("warn", "object-store pre-flight skipped", {
+      volume_id: volumeId,
+      reason: `only s3:// storage URLs are checked, this one is ${scheme}://`,
+    });
+  }
 }
 
 function reuseExisting(
@@ -133,18 +166,92 @@ function sameMap(a: Record<string, string>, b: Record<string, string>): boolean 
   return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }
 
+/**
+ * Record found → refuse while published; `retain` → keep the objects and
+ * leave a tombstone; else delete `<storageURL>/<id>/` and drop the record.
+ * No record → a legacy (original driver) volume, or a retry after success:
+ * delete under the controller's default storageURL (nothing there = success).
+ */
 async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
   const id = parseVolumeId(req.volume_id);
+  const secrets = stringMap(req.secrets);
   const entry = await deps.registry.get(id);
-  if (!entry) return {};
-  await deps.remover.remove(entry);
+  if (entry?.retainedAt) return {};
+  if (!entry) return await deleteUnrecorded(deps, id, secrets);
+  const nodes = entry.publishedNodes ?? [];
+  if (nodes.length > 0) {
+    throw failedPrecondition(
+      `volume ${id} is still published to node(s) ${nodes.join(", ")}; ` +
+        `it must be detached (ControllerUnpublishVolume) before it can be deleted`,
+    );
+  }
+  if (volumeParameterOptions(entry.parameters).deletePolicy === "retain") {
+    return await retainVolume(deps, entry);
+  }
+  const access = await deps.settings.access(entry.parameters, secrets);
+  await deleteObjects(deps, id, access);
   await deps.registry.delete(id);
   return {};
 }
 
+async function deleteUnrecorded(
+  deps: ControllerDeps,
+  id: string,
+  secrets: Record<string, string>,
+) {
+  const access = await deps.settings.legacyAccess(secrets);
+  if (!access) {
+    deps.log.log("warn", "unknown volume deleted without touching the object store", {
+      volume_id: id,
+      reason: "no record of it and no default storageURL (--settings-file, --default-config-map)",
+    });
+    return {};
+  }
+  await deleteObjects(deps, id, access);
+  return {};
+}
+
+async function retainVolume(deps: ControllerDeps, entry: VolumeEntry) {
+  const retainedAt = (deps.now?.() ?? new Date()).toISOString();
+  await deps.registry.put({ ...entry, retainedAt });
+  let location = "(unresolved)";
+  try {
+    location =
+      resolveVolumeLocation((await deps.settings.access(entry.parameters)).settings, entry.name)
+        .url;
+  } catch { /* the log line is informational; the objects are kept either way */ }
+  deps.log.log("warn", "volume deleted, objects retained", {
+    volume_id: entry.name,
+    location,
+    reason: 'deletePolicy "retain"; remove the prefix by hand when no longer needed',
+  });
+  return {};
+}
+
+async function deleteObjects(
+  deps: ControllerDeps,
+  id: string,
+  access: ObjectStoreAccess,
+): Promise<void> {
+  const location = resolveVolumeLocation(access.settings, id);
+  if (location.scheme === "memory") return;
+  if (location.scheme !== "s3") {
+    throw failedPrecondition(
+      `cannot delete the objects of volume ${id} at ${location.url}: only s3:// storage is ` +
+        `cleaned up by this driver; set deletePolicy "retain" and remove them by hand`,
+    );
+  }
+  await deleteVolumeData({
+    ...access,
+    volumeId: id,
+    timeouts: deps.deleteTimeouts,
+    log: (msg, fields) => deps.log.log("info", msg, fields),
+  });
+}
+
 async function requireVolume(deps: ControllerDeps, id: string): Promise<VolumeEntry> {
   const entry = await deps.registry.get(id);
-  if (!entry) throw notFound(`volume ${id} does not exist`);
+  if (!entry || entry.retainedAt) throw notFound(`volume ${id} does not exist`);
   return entry;
 }
 
@@ -157,22 +264,32 @@ function checkFsMatches(entry: VolumeEntry, cap: Capability, field: string): voi
   }
 }
 
+/** Records `node_id` in the volume's publishedNodes (intent before the attach happens). */
 async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
   const id = parseVolumeId(req.volume_id);
-  parseRequiredString(req.node_id, "node_id");
+  const nodeId = parseRequiredString(req.node_id, "node_id");
   const cap = parseCapability(req.volume_capability);
   if (typeof req.readonly !== "boolean") throw invalidArgument("readonly is required");
   const entry = await requireVolume(deps, id);
   checkFsMatches(entry, cap, "volume_capability");
+  const nodes = entry.publishedNodes ?? [];
+  if (!nodes.includes(nodeId)) {
+    await deps.registry.put({ ...entry, publishedNodes: [...nodes, nodeId] });
+  }
   const readonly = req.readonly || READ_ONLY_ACCESS_MODES.has(cap.accessMode);
   return { publish_context: { readonly: String(readonly) } };
 }
 
-function unpublishVolume(_deps: ControllerDeps, req: CsiRequest) {
-  parseVolumeId(req.volume_id);
-  // node_id is optional here (empty = from all nodes). Nothing is held per
-  // node on the controller side, so an unknown volume is already unpublished.
-  return Promise.resolve({});
+/** Removes `node_id` (empty = every node) from publishedNodes; unknown volume = already done. */
+async function unpublishVolume(deps: ControllerDeps, req: CsiRequest) {
+  const id = parseVolumeId(req.volume_id);
+  const nodeId = typeof req.node_id === "string" ? req.node_id : "";
+  const entry = await deps.registry.get(id);
+  if (!entry || entry.retainedAt) return {};
+  const nodes = entry.publishedNodes ?? [];
+  const left = nodeId === "" ? [] : nodes.filter((n) => n !== nodeId);
+  if (left.length !== nodes.length) await deps.registry.put({ ...entry, publishedNodes: left });
+  return {};
 }
 
 async function validateCapabilities(deps: ControllerDeps, req: CsiRequest) {

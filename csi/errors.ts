@@ -8,6 +8,7 @@
 import { status } from "@grpc/grpc-js";
 import { ToolError } from "../blockdev/run.ts";
 import { NoFreeDeviceError } from "../blockdev/types.ts";
+import { ObjectStoreError } from "../zerofs/objectstore/mod.ts";
 import { SettingsError, ZeroFsNotReadyError } from "../zerofs/types.ts";
 
 /** gRPC status codes (re-exported so handlers need not import grpc-js). */
@@ -41,6 +42,8 @@ export const aborted = (msg: string) => new CsiError(Code.ABORTED, msg);
 export const internal = (msg: string) => new CsiError(Code.INTERNAL, msg);
 /** RPC not implemented (12). */
 export const unimplemented = (msg: string) => new CsiError(Code.UNIMPLEMENTED, msg);
+/** A dependency (the object store) failed in a way worth retrying (14). */
+export const unavailable = (msg: string) => new CsiError(Code.UNAVAILABLE, msg);
 /** Timed out waiting for something (4). */
 export const deadlineExceeded = (msg: string) => new CsiError(Code.DEADLINE_EXCEEDED, msg);
 
@@ -53,11 +56,31 @@ export function toCsiError(e: unknown): CsiError {
   if (e instanceof ToolError) return internal(e.message);
   if (e instanceof NoFreeDeviceError) return resourceExhausted(e.message);
   if (e instanceof ZeroFsNotReadyError) return deadlineExceeded(e.message);
+  if (e instanceof ObjectStoreError) return objectStoreStatus(e);
   if (e instanceof SettingsError) {
     return e.kind === "precondition" ? failedPrecondition(e.message) : invalidArgument(e.message);
   }
   if (e instanceof Error) return internal(e.message || e.name);
   return internal(String(e));
+}
+
+/**
+ * Object-store failures that are not configuration (those are SettingsError):
+ * a writer still running → FAILED_PRECONDITION, an abort → ABORTED, a key
+ * outside the prefix → INTERNAL, anything else (5xx, network, throttling
+ * after retries) → UNAVAILABLE, which the sidecars retry.
+ */
+function objectStoreStatus(e: ObjectStoreError): CsiError {
+  switch (e.code) {
+    case "StillWriting":
+      return failedPrecondition(e.message);
+    case "AbortError":
+      return aborted(e.message);
+    case "UnexpectedKey":
+      return internal(e.message);
+    default:
+      return unavailable(e.message);
+  }
 }
 
 /** The symbolic name of a code, e.g. `"ABORTED"`. */

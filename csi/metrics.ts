@@ -18,7 +18,7 @@
  */
 
 // deno-lint-ignore no-import-prefix -- until deno.json maps "prom-client" (see the lead).
-import { Counter, Gauge, Histogram, Registry } from "npm:prom-client@15.1.3";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { DRIVER_NAME } from "./version.ts";
 
 /**

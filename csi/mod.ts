@@ -19,6 +19,7 @@ export {
   outOfRange,
   resourceExhausted,
   toCsiError,
+  unavailable,
   unimplemented,
 } from "./errors.ts";
 export { createLogger, type Logger, type LogLevel, parseLogLevel } from "./log.ts";
@@ -60,10 +61,15 @@ export {
   CONTROLLER_CAPABILITIES,
   type ControllerDeps,
   createControllerService,
-  loggingDataRemover,
-  type VolumeDataRemover,
 } from "./controller.ts";
+export {
+  type ConfigMapSource,
+  ControllerSettings,
+  type ControllerSettingsOptions,
+  FileConfigMapSource,
+} from "./controller_settings.ts";
 export { FileVolumeRegistry, type VolumeEntry, type VolumeRegistry } from "./registry.ts";
+export { MirroredVolumeRegistry, ObjectStoreVolumeRegistry, RECORDS_DIR } from "./volume_store.ts";
 export { type CsiServices, csiServices, PROTO_LOADER_OPTIONS } from "./proto.ts";
 export {
   type CsiServer,

@@ -20,9 +20,26 @@ export interface VolumeEntry {
   capacityBytes: number;
   /** `volume_context` returned by CreateVolume (parameters + capacityBytes + fsType). */
   volumeContext: Record<string, string>;
-  /** CreateVolume parameters as given. */
+  /**
+   * CreateVolume parameters as given (StorageClass parameters, including
+   * `configMapName` and `deletePolicy`; never secret values). DeleteVolume
+   * resolves the volume's object-store location from these.
+   */
   parameters: Record<string, string>;
   createdAt: string;
+  /**
+   * Nodes the volume is published to: ControllerPublishVolume adds the node,
+   * ControllerUnpublishVolume removes it. Non-empty = attached somewhere,
+   * and DeleteVolume refuses. Absent in records written before this field.
+   */
+  publishedNodes?: string[];
+  /**
+   * Set when DeleteVolume ran with `deletePolicy: retain`: the volume is gone
+   * for CSI (every RPC treats it as unknown) but its objects were kept. The
+   * record stays as a tombstone so a retried DeleteVolume never falls back to
+   * the default location and deletes the kept objects.
+   */
+  retainedAt?: string;
 }
 
 /** Where volume entries live. */
@@ -59,8 +76,7 @@ export class FileVolumeRegistry implements VolumeRegistry {
   }
 
   async put(entry: VolumeEntry): Promise<void> {
-    const record = { schema: VOLUME_RECORD_SCHEMA, ...entry };
-    await writeFileAtomic(this.#path(entry.name), JSON.stringify(record, null, 2) + "\n");
+    await writeFileAtomic(this.#path(entry.name), serializeRecord(entry));
   }
 
   async delete(name: string): Promise<void> {
@@ -70,7 +86,11 @@ export class FileVolumeRegistry implements VolumeRegistry {
   }
 }
 
-function parseRecord(text: string, path: string): VolumeEntry {
+/**
+ * Parse a stored record (JSON with `schema`). Invalid JSON, another schema or
+ * missing fields → INTERNAL naming `path`; never "absent".
+ */
+export function parseRecord(text: string, path: string): VolumeEntry {
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(text);
@@ -89,14 +109,27 @@ function parseRecord(text: string, path: string): VolumeEntry {
   const ok = typeof raw.name === "string" && Number.isSafeInteger(raw.capacityBytes) &&
     isStringMap(raw.volumeContext) && isStringMap(raw.parameters) &&
     typeof raw.createdAt === "string";
-  if (!ok) throw internal(`volume record ${path} is missing fields; inspect or remove it`);
+  const nodes = raw.publishedNodes;
+  const okNodes = nodes === undefined ||
+    (Array.isArray(nodes) && nodes.every((n) => typeof n === "string"));
+  const okRetained = raw.retainedAt === undefined || typeof raw.retainedAt === "string";
+  if (!ok || !okNodes || !okRetained) {
+    throw internal(`volume record ${path} is missing fields; inspect or remove it`);
+  }
   return {
     name: raw.name as string,
     capacityBytes: raw.capacityBytes as number,
     volumeContext: raw.volumeContext as Record<string, string>,
     parameters: raw.parameters as Record<string, string>,
     createdAt: raw.createdAt as string,
+    ...(nodes !== undefined ? { publishedNodes: nodes as string[] } : {}),
+    ...(raw.retainedAt !== undefined ? { retainedAt: raw.retainedAt as string } : {}),
   };
+}
+
+/** The stored form of an entry (pretty JSON with `schema`). */
+export function serializeRecord(entry: VolumeEntry): string {
+  return JSON.stringify({ schema: VOLUME_RECORD_SCHEMA, ...entry }, null, 2) + "\n";
 }
 
 function isStringMap(v: unknown): v is Record<string, string> {

@@ -16,12 +16,13 @@
  * @module
  */
 
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { spawnDetached } from "../blockdev/run.ts";
 import { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
-import { checkSocketPath } from "./paths.ts";
+import { checkSocketPath, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
-import type { InstanceSpec, InstanceStatus, ZeroFsRunner } from "./types.ts";
+import { secretEnv, type SecretValues, type VolumeSettings } from "./settings.ts";
+import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./types.ts";
 
 const RECORD_SCHEMA = 1;
 const STOP_POLL_MS = 50;
@@ -135,6 +136,21 @@ export class ProcessRunner implements ZeroFsRunner {
    * SIGTERM, wait up to the grace period, then SIGKILL with a warning. Removes
    * the record and the socket files. Idempotent: nothing running is success.
    */
+  /** A local process sees host paths and gets secret values as its environment. */
+  view(opts: { paths: VolumePaths; settings: VolumeSettings; secrets: SecretValues }): RunnerView {
+    const env = secretEnv(opts.secrets);
+    return {
+      ninepSocket: opts.paths.ninepSocket,
+      nbdSocket: opts.paths.nbdSocket,
+      cacheDir: join(
+        opts.settings.cacheDir || join(opts.paths.dir, "cache"),
+        basename(opts.paths.dir),
+      ),
+      secretEnvNames: Object.keys(env),
+      secretEnv: env,
+    };
+  }
+
   async stop(volumeId: string, stateDir: string): Promise<void> {
     const files = runnerFiles(stateDir);
     const record = await readRecord(files.record);

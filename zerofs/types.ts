@@ -4,6 +4,9 @@
  * @module
  */
 
+import type { VolumePaths } from "./paths.ts";
+import type { SecretValues, VolumeSettings } from "./settings.ts";
+
 /** Everything a runner needs to run one volume's ZeroFS. */
 export interface InstanceSpec {
   volumeId: string;
@@ -22,6 +25,20 @@ export interface InstanceSpec {
   nbdSocket: string;
   /** Export that must be listed for readiness (`disk`); empty = only the handshake. */
   exportName: string;
+  /** The volume's resolved settings (image, resources, secret names for the pod runner). */
+  settings: VolumeSettings;
+}
+
+/** How ZeroFS started by a runner sees the volume's files, and how it gets its secrets. */
+export interface RunnerView {
+  /** Paths as ZeroFS sees them (pod mode: inside the container). */
+  ninepSocket: string;
+  nbdSocket: string;
+  cacheDir: string;
+  /** Environment variables ZeroFS will have, for `${VAR}` references in config.toml. */
+  secretEnvNames: string[];
+  /** Secret values the runner hands over itself (process mode); pod mode: none. */
+  secretEnv: Record<string, string>;
 }
 
 /** What a runner knows about one instance. */
@@ -39,6 +56,8 @@ export interface InstanceStatus {
 
 /** Owns the ZeroFS instances of this node (process or pod). */
 export interface ZeroFsRunner {
+  /** Where this runner's ZeroFS finds the volume's sockets and cache, and its secrets. */
+  view(opts: { paths: VolumePaths; settings: VolumeSettings; secrets: SecretValues }): RunnerView;
   /** Running with exactly this config and ready (real handshakes), or throws. */
   ensure(spec: InstanceSpec): Promise<InstanceStatus>;
   /** SIGTERM, wait for exit up to the grace period (then SIGKILL + warning). Idempotent. */

@@ -26,7 +26,7 @@ export type { NodeContext, SettingsProvider } from "./context.ts";
 export { NodeStateStore, type NodeVolumeState } from "./state.ts";
 export { unstageVolume } from "./unstage.ts";
 export { volumeCondition } from "./stats.ts";
-export { FileSettingsProvider, parseSettingsFile } from "./settings_provider.ts";
+export { FileSettingsProvider, parseSettingsFile, type SettingsFile } from "./settings_provider.ts";
 
 /** Flags of `zerofs-csi node`. */
 export interface NodeOptions {

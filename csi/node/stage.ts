@@ -28,6 +28,7 @@ import type { NodeContext } from "./context.ts";
 import { decideFormat } from "./format_once.ts";
 import { parseStageRequest, type RawRequest, type StageInput } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
+import { StepClock } from "./step_clock.ts";
 import { UndoStack } from "./undo.ts";
 import { prepareVolumeFiles, recordFormatted, type VolumeFiles } from "./volume_files.ts";
 import { instanceSpecFor } from "./zerofs_instance.ts";
@@ -41,21 +42,27 @@ export async function nodeStageVolume(ctx: NodeContext, req: RawRequest): Promis
   if (prior) rejectIncompatible(prior, input);
   if (prior?.phase === "staged" && await isStagingIntact(ctx, prior)) return {};
   const undo = new UndoStack();
+  const clock = new StepClock();
   try {
-    await stage(ctx, input, prior, undo);
+    await stage(ctx, { input, prior, undo, clock });
   } catch (e) {
     await undo.unwind(ctx.log);
     throw e;
   }
+  ctx.log.log("info", "volume staged", { volume_id: input.volumeId, steps_ms: clock.summary() });
   return {};
 }
 
-async function stage(
-  ctx: NodeContext,
-  input: StageInput,
-  prior: NodeVolumeState | null,
-  undo: UndoStack,
-): Promise<void> {
+/** What one stage call carries from step to step. */
+interface StageRun {
+  input: StageInput;
+  prior: NodeVolumeState | null;
+  undo: UndoStack;
+  clock: StepClock;
+}
+
+async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
+  const { input, prior, undo, clock } = run;
   const paths = volumePaths(ctx.stateRoot, input.volumeId);
   let state: NodeVolumeState = { ...(prior ?? initialState(input)), phase: "staging" };
   await ctx.states.write(state);
@@ -65,18 +72,20 @@ async function stage(
     ? prior.attachment
     : undefined;
   if (connected) await requireRunningZeroFs(ctx, input.volumeId, paths);
-  else await ensureZeroFs(ctx, input, paths, undo);
+  else await clock.time("zerofs_start", () => ensureZeroFs(ctx, input, paths, undo));
 
-  const files = await prepareVolumeFiles(paths.ninepSocket, {
-    volumeId: input.volumeId,
-    sizeBytes: input.capacityBytes,
-    readOnly: input.readOnly,
-    recordFsType: input.fsType ?? "block",
-  });
-  const attachment = connected ?? await attach(ctx, { state, paths, input, undo });
+  const files = await clock.time("ninep", () =>
+    prepareVolumeFiles(paths.ninepSocket, {
+      volumeId: input.volumeId,
+      sizeBytes: input.capacityBytes,
+      readOnly: input.readOnly,
+      recordFsType: input.fsType ?? "block",
+    }));
+  const attachment = connected ??
+    await clock.time("attach", () => attach(ctx, { state, paths, input, undo }));
   state = { ...state, attachment };
   if (input.capability.accessType === "mount") {
-    await formatOnceAndMount(ctx, { input, device: attachment.device, files, paths, undo });
+    await formatOnceAndMount(ctx, { input, device: attachment.device, files, paths, undo, clock });
   }
   await ctx.states.write({ ...state, phase: "staged" });
 }
@@ -193,9 +202,10 @@ async function formatOnceAndMount(
     files: VolumeFiles;
     paths: VolumePaths;
     undo: UndoStack;
+    clock: StepClock;
   },
 ): Promise<void> {
-  const { input, device, files, paths, undo } = step;
+  const { input, device, files, paths, undo, clock } = step;
   const fsType = input.fsType!;
   const existing = await findMountByTarget(input.stagingPath);
   if (existing?.source === device) return;
@@ -205,12 +215,13 @@ async function formatOnceAndMount(
         `unmount it first`,
     );
   }
-  const decision = await decideFormat({
-    requestedFsType: fsType,
-    record: files.record,
-    signature: await probeSignature(device),
-    firstMegabyteIsZero: () => isZeroed(device, { bytes: ZERO_CHECK_BYTES }),
-  });
+  const decision = await clock.time("probe", async () =>
+    decideFormat({
+      requestedFsType: fsType,
+      record: files.record,
+      signature: await probeSignature(device),
+      firstMegabyteIsZero: () => isZeroed(device, { bytes: ZERO_CHECK_BYTES }),
+    }));
   if (decision.action === "refuse") {
     throw failedPrecondition(`cannot stage volume "${input.volumeId}": ${decision.reason}`);
   }
@@ -226,16 +237,17 @@ async function formatOnceAndMount(
       fs_type: fsType,
       device,
     });
-    await makeFilesystem(device, fsType);
+    await clock.time("mkfs", () => makeFilesystem(device, fsType));
   }
   if (decision.action === "format" || decision.writeRecord) {
     await recordFormatted(paths.ninepSocket, files.record, fsType);
   }
   await Deno.mkdir(input.stagingPath, { recursive: true });
-  await mountFilesystem(device, input.stagingPath, {
-    fsType,
-    flags: input.capability.mountFlags,
-    readOnly: input.readOnly,
-  });
+  await clock.time("mount", () =>
+    mountFilesystem(device, input.stagingPath, {
+      fsType,
+      flags: input.capability.mountFlags,
+      readOnly: input.readOnly,
+    }));
   undo.push("unmount", () => unmount(input.stagingPath));
 }

@@ -5,13 +5,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { join } from "node:path";
-import {
-  type InstanceSpec,
-  renderConfigToml,
-  secretEnv,
-  type VolumePaths,
-} from "../../zerofs/mod.ts";
+import { type InstanceSpec, renderConfigToml, type VolumePaths } from "../../zerofs/mod.ts";
 import type { NodeContext } from "./context.ts";
 
 /** Build the runner's spec for a volume: config text, its hash and the secret env. */
@@ -26,13 +20,14 @@ export async function instanceSpecFor(
   },
 ): Promise<InstanceSpec> {
   const { settings, secrets } = await ctx.settings.resolve(opts.volumeContext, opts.secrets);
+  const view = ctx.runner.view({ paths: opts.paths, settings, secrets });
   const configToml = renderConfigToml(settings, {
     volumeId: opts.volumeId,
-    ninepSocket: opts.paths.ninepSocket,
-    nbdSocket: opts.paths.nbdSocket,
-    cacheDir: join(settings.cacheDir ?? join(opts.paths.dir, "cache"), "zerofs"),
+    ninepSocket: view.ninepSocket,
+    nbdSocket: view.nbdSocket,
+    cacheDir: view.cacheDir,
     readOnly: opts.readOnly,
-    secretEnvNames: Object.keys(secretEnv(secrets)),
+    secretEnvNames: view.secretEnvNames,
   });
   const configHash = createHash("sha256")
     .update(configToml)
@@ -43,10 +38,11 @@ export async function instanceSpecFor(
     stateDir: opts.paths.dir,
     configToml,
     configHash,
-    secretEnv: secretEnv(secrets),
+    secretEnv: view.secretEnv,
     readOnly: opts.readOnly,
     ninepSocket: opts.paths.ninepSocket,
     nbdSocket: opts.paths.nbdSocket,
     exportName: "",
+    settings,
   };
 }

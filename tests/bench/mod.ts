@@ -8,18 +8,23 @@
  */
 
 import { run as createVolume } from "./create_volume.ts";
+import { run as formatBytes } from "./format_bytes.ts";
+import { run as nodePath } from "./node_path.ts";
 import type { BenchReport } from "./report.ts";
 import { formatReport } from "./report.ts";
 
 /** Every benchmark section, in the order they run. */
-export const SECTIONS: Array<{ name: string; run: () => Promise<BenchReport> }> = [
+export const SECTIONS: Array<{ name: string; run: () => Promise<BenchReport | string> }> = [
   { name: "CreateVolume", run: createVolume },
+  { name: "NodePath", run: nodePath },
+  { name: "FormatBytes", run: formatBytes },
 ];
 
 if (import.meta.main) {
   const only = Deno.args[0];
   for (const section of SECTIONS) {
     if (only && section.name !== only) continue;
-    console.log(formatReport(await section.run()));
+    const result = await section.run();
+    console.log(typeof result === "string" ? result : formatReport(result));
   }
 }

@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { listLoopDevices, readMountInfo } from "../../blockdev/mod.ts";
 import type { NodeVolumeState } from "../../csi/node/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
+import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
 
@@ -21,6 +22,8 @@ export interface NodeEnvironment {
   stateDir: string;
   controller: RunningDriver;
   node: RunningDriver;
+  /** The S3 endpoint the controller deletes volume prefixes on (bucket `zerofs-test`). */
+  s3: LocalS3;
   /** Where kubelet would create staging and target paths. */
   kubeletDir: string;
   /** Start the node agent again (after `node.stop()` or a kill). */
@@ -51,23 +54,50 @@ export async function startNodeEnvironment(
   const stateDir = join(dir, "state");
   const kubeletDir = join(dir, "kubelet");
   await Deno.mkdir(kubeletDir, { recursive: true });
+  const s3 = await startS3({ dir: join(dir, "s3") });
+  try {
+    await s3.createBucket("zerofs-test");
+  } catch (e) {
+    await s3.stop();
+    throw e;
+  }
   const settingsFile = join(dir, "settings.toml");
   await Deno.writeTextFile(
     settingsFile,
-    `storageURL = "s3://zerofs-test/volumes"\ncacheDiskSizeGB = 1\n`,
+    [
+      `storageURL = "s3://zerofs-test/volumes"`,
+      `awsEndpoint = "${s3.endpoint}"`,
+      `awsAllowHTTP = true`,
+      `cacheDiskSizeGB = 1`,
+      ``,
+    ].join("\n"),
   );
   const zerofsBin = opts.zerofsBin ?? STANDIN_BIN;
   const env = {
     PATH: `${dirname(zerofsBin)}:${Deno.env.get("PATH")}`,
     ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
     [STANDIN_ROOT_ENV]: join(dir, "store"),
     HOME: Deno.env.get("HOME") ?? "/root",
     ...opts.env,
   };
   const controller = await startDriver({
     mode: "controller",
-    args: ["--endpoint", `unix://${dir}/controller.sock`, "--state-dir", join(dir, "controller")],
+    args: [
+      "--endpoint",
+      `unix://${dir}/controller.sock`,
+      "--state-dir",
+      join(dir, "controller"),
+      "--settings-file",
+      settingsFile,
+      "--volume-records",
+      "local",
+    ],
     env,
+  }).catch(async (e) => {
+    await s3.stop();
+    throw e;
   });
   const nodeArgs = [
     "--endpoint",
@@ -88,7 +118,12 @@ export async function startNodeEnvironment(
     stateDir,
     kubeletDir,
     controller,
-    node: await startNode(),
+    s3,
+    node: await startNode().catch(async (e) => {
+      await controller.stop().catch(() => {});
+      await s3.stop();
+      throw e;
+    }),
     async restartNode() {
       environment.node = await startNode();
       return environment.node;
@@ -96,6 +131,7 @@ export async function startNodeEnvironment(
     async stop() {
       await environment.node.stop().catch(() => {});
       await controller.stop().catch(() => {});
+      await s3.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };

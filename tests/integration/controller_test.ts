@@ -14,6 +14,17 @@ const mountCap = (fs_type = "ext4", mode = "SINGLE_NODE_WRITER") => ({
 });
 const blockCap = (mode = "SINGLE_NODE_WRITER") => ({ block: {}, access_mode: { mode } });
 
+/**
+ * Settings for tests that do not touch an object store: volumes live at
+ * `memory://` (no pre-flight, nothing to delete). The s3rver-backed paths
+ * are in delete_volume_test.ts and preflight_test.ts.
+ */
+async function memorySettings(dir: string): Promise<string> {
+  const path = `${dir}/settings.toml`;
+  await Deno.writeTextFile(path, `storageURL = "memory://"\n`);
+  return path;
+}
+
 async function withController(
   fn: (d: RunningDriver, dir: string) => Promise<void>,
   dirIn?: string,
@@ -21,7 +32,14 @@ async function withController(
   const dir = dirIn ?? await makeTestDir();
   const driver = await startDriver({
     mode: "controller",
-    args: ["--endpoint", `unix://${dir}/csi.sock`, "--state-dir", `${dir}/state`],
+    args: [
+      "--endpoint",
+      `unix://${dir}/csi.sock`,
+      "--state-dir",
+      `${dir}/state`,
+      "--settings-file",
+      await memorySettings(dir),
+    ],
   });
   try {
     await fn(driver, dir);
@@ -209,6 +227,66 @@ Deno.test("controller: INVALID_ARGUMENT for every missing required field", async
   });
 });
 
+Deno.test("controller: settings are checked at CreateVolume; publish is recorded", async () => {
+  const dir = await makeTestDir();
+  const driver = await startDriver({
+    mode: "controller",
+    args: ["--endpoint", `unix://${dir}/csi.sock`, "--state-dir", `${dir}/state`],
+  });
+  try {
+    const c = driver.client.controller;
+    await expectCode(
+      c.CreateVolume({ name: "pvc-nowhere", volume_capabilities: [mountCap()] }),
+      status.INVALID_ARGUMENT,
+      /no storageURL/,
+    );
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-cm",
+        volume_capabilities: [mountCap()],
+        parameters: { configMapName: "missing" },
+      }),
+      status.FAILED_PRECONDITION,
+      /ConfigMap "missing"/,
+    );
+    await expectCode(
+      c.CreateVolume({
+        name: "pvc-sec",
+        volume_capabilities: [mountCap()],
+        parameters: { storageURL: "memory://" },
+        secrets: { "aws-secret": "V4lue-not-shown" },
+      }),
+      status.INVALID_ARGUMENT,
+      /unknown key "aws-secret" in the CSI secrets/,
+    );
+    const params = { storageURL: "memory://" };
+    await c.CreateVolume({ name: "pvc-m", volume_capabilities: [mountCap()], parameters: params });
+    const pub = { volume_id: "pvc-m", volume_capability: mountCap(), readonly: false };
+    await c.ControllerPublishVolume({ ...pub, node_id: "n1" });
+    await c.ControllerPublishVolume({ ...pub, node_id: "n1" });
+    await c.ControllerPublishVolume({ ...pub, node_id: "n2" });
+    const record = JSON.parse(
+      await Deno.readTextFile(`${dir}/state/controller/volumes/pvc-m.json`),
+    );
+    assert.deepEqual(record.publishedNodes, ["n1", "n2"]);
+    await c.ControllerUnpublishVolume({ volume_id: "pvc-m", node_id: "n1" });
+    await expectCode(
+      c.DeleteVolume({ volume_id: "pvc-m" }),
+      status.FAILED_PRECONDITION,
+      /still published to node\(s\) n2;/,
+    );
+    await c.ControllerUnpublishVolume({ volume_id: "pvc-m" }); // empty node_id = every node
+    await c.DeleteVolume({ volume_id: "pvc-m" });
+    // No record and no default storageURL: success, and the log says nothing was touched.
+    await c.DeleteVolume({ volume_id: "pvc-unknown" });
+    assert.match(driver.output(), /unknown volume deleted without touching the object store/);
+    assert.ok(!driver.output().includes("V4lue-not-shown"));
+  } finally {
+    await driver.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("controller: volumes survive a restart of the controller process", async () => {
   const dir = await makeTestDir();
   try {
@@ -281,6 +359,8 @@ Deno.test("controller: secrets never reach the log, even at debug level", async 
       `${dir}/state`,
       "--log-level",
       "debug",
+      "--settings-file",
+      await memorySettings(dir),
     ],
   });
   try {
@@ -288,8 +368,8 @@ Deno.test("controller: secrets never reach the log, even at debug level", async 
     await c.CreateVolume({
       name: "pvc-secret",
       volume_capabilities: [mountCap()],
-      secrets: { "aws-secret": "S3cr3tValue-1" },
-      parameters: { storageURL: "s3://b/p" },
+      secrets: { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "S3cr3tValue-1" },
+      parameters: { storageURL: "s3://b/p", preflight: "false" },
     });
     await expectCode(
       c.CreateVolume({

@@ -87,7 +87,7 @@ Deno.test("doctor on this host: auto mode, nbd state, tools with versions, a rea
     const lines = table.split("\n");
     assert.match(lines[2], /^STATUS {2}CHECK +DETAIL$/);
     const nbdRow = lines.find((l) => l.includes("nbd kernel module"));
-    assert.ok(nbdRow?.startsWith(checkStatus(nbd)), nbdRow);
+    assert.ok(nbdRow?.startsWith(checkStatus(nbd)), String(nbdRow));
     assert.equal(report.checks.length, lines.filter((l) => /^(ok|FAIL|WARN|info) /.test(l)).length);
     assert.match(table, /^OK: 0 error\(s\)/m);
   });

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { resolveSettings } from "../../zerofs/mod.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { ProcessRunner } from "../../zerofs/process_runner.ts";
 import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/types.ts";
@@ -47,6 +48,7 @@ unix_socket = "${nbdSocket}"
     ninepSocket,
     nbdSocket,
     exportName: "",
+    settings: resolveSettings({ parameters: { storageURL: "s3://bucket" } }),
   };
 }
 

@@ -10,9 +10,19 @@ const GiB = 1024 ** 3;
 
 Deno.test("sidecar conformance: provisioner → attacher → resizer → attacher → provisioner", async () => {
   const dir = await makeTestDir();
+  // Volumes at memory:// so the object-store steps (pre-flight, deleting the
+  // objects) have nothing to reach; delete_volume_test.ts covers them on s3rver.
+  await Deno.writeTextFile(`${dir}/settings.toml`, `storageURL = "memory://"\n`);
   const driver = await startDriver({
     mode: "controller",
-    args: ["--endpoint", `unix://${dir}/csi.sock`, "--state-dir", `${dir}/state`],
+    args: [
+      "--endpoint",
+      `unix://${dir}/csi.sock`,
+      "--state-dir",
+      `${dir}/state`,
+      "--settings-file",
+      `${dir}/settings.toml`,
+    ],
   });
   try {
     const { identity, controller } = driver.client;
@@ -50,7 +60,7 @@ Deno.test("sidecar conformance: provisioner → attacher → resizer → attache
         "csi.storage.k8s.io/pvc/name": "data",
         "csi.storage.k8s.io/pvc/namespace": "default",
         "csi.storage.k8s.io/pv/name": pvName,
-        storageURL: "s3://bucket/volumes",
+        deletePolicy: "delete",
       },
     });
     const vol = created.volume;

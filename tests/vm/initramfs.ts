@@ -127,6 +127,8 @@ run_dir=$(cmdline_value ${RUN_DIR_PARAM.replace(".", "\\\\.")})
 host_deno_dir=$(cmdline_value ${DENO_DIR_PARAM.replace(".", "\\\\.")})
 [ -n "$run_dir" ] && [ -n "$host_deno_dir" ] || fail "${RUN_DIR_PARAM}= or ${DENO_DIR_PARAM}= missing"
 ${insmods}
+# cache=loose: fastest under TCG; safe because the host does not change files under a
+# running test, and guest writes reach the host by stage 2's sync before it reports.
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${NINEP_MSIZE_BYTES},cache=loose \\
   ${HOST_ROOT_TAG} /newroot || fail "mount the host root over 9p"
 # The host's /run and /tmp are plain directories: every guest socket must land on tmpfs.

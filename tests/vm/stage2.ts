@@ -16,7 +16,7 @@ export const RUN_FILES = {
   started: "started",
   /** Everything the caller's script wrote to stdout and stderr. */
   output: "output",
-  /** The caller's script's exit code, written last (atomically). */
+  /** The caller's script's exit code, written last; read by the host once qemu has exited. */
   exitCode: "exit-code",
 } as const;
 
