@@ -17,7 +17,6 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- until deno.json maps "prom-client" (see the lead).
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { DRIVER_NAME } from "./version.ts";
 

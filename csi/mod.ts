@@ -22,7 +22,14 @@ export {
   unavailable,
   unimplemented,
 } from "./errors.ts";
-export { createLogger, type Logger, type LogLevel, parseLogLevel } from "./log.ts";
+export {
+  createLogger,
+  type LogFormat,
+  type Logger,
+  type LogLevel,
+  parseLogFormat,
+  parseLogLevel,
+} from "./log.ts";
 export { type Release, VolumeLocks } from "./locks.ts";
 export { redact, REDACTED } from "./redact.ts";
 export {

@@ -27,6 +27,8 @@ export type ServiceHandlers = Record<string, Handler>;
 export interface PipelineContext {
   log: Logger;
   locks: VolumeLocks;
+  /** Told of every finished call (metrics). */
+  observe?: (call: { method: string; code: Code; seconds: number }) => void;
 }
 
 /** RPCs that take no volume lock (read-only or node-wide). */
@@ -70,6 +72,7 @@ export async function runCall(
     }
     const res = await call.handler(call.req);
     logCall(ctx.log, { method: call.method, volumeId, started, code: Code.OK });
+    ctx.observe?.({ method: call.method, code: Code.OK, seconds: elapsedSeconds(started) });
     return res;
   } catch (e) {
     const err = toCsiError(e);
@@ -81,10 +84,15 @@ export async function runCall(
       code: safe.code,
       error: safe.message,
     });
+    ctx.observe?.({ method: call.method, code: safe.code, seconds: elapsedSeconds(started) });
     throw safe;
   } finally {
     release?.();
   }
+}
+
+function elapsedSeconds(started: number): number {
+  return (performance.now() - started) / 1000;
 }
 
 function logCall(

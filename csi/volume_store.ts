@@ -12,17 +12,13 @@
  * @module
  */
 
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import {
   createS3Client,
   describeFailure,
   describeS3Error,
   endpointDescription,
+  loadS3Sdk,
   type ObjectStoreAccess,
   ObjectStoreError,
   PRECONDITION_CODES,
@@ -44,7 +40,7 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
   readonly bucket: string;
   /** Ends with `.zerofs-csi-volumes/`. */
   readonly prefix: string;
-  readonly #client: S3Client;
+  readonly #client: Promise<S3Client>;
   readonly #endpoint: string;
 
   /** `access` = the home location's settings and the controller's own credentials. */
@@ -75,7 +71,9 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
     const Key = this.key(name);
     const text = await this.#call("GetObject", name, async () => {
       try {
-        const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
+        const { GetObjectCommand } = await loadS3Sdk();
+        const client = await this.#client;
+        const out = await client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
         return await out.Body!.transformToString();
       } catch (e) {
         if (describeS3Error(e).code === "NoSuchKey") return null;
@@ -87,8 +85,10 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
 
   async put(entry: VolumeEntry): Promise<void> {
     const Key = this.key(entry.name);
+    const { PutObjectCommand } = await loadS3Sdk();
+    const client = await this.#client;
     await this.#call("PutObject", entry.name, () =>
-      this.#client.send(
+      client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key,
@@ -100,16 +100,18 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
 
   async delete(name: string): Promise<void> {
     const Key = this.key(name);
+    const { DeleteObjectCommand } = await loadS3Sdk();
+    const client = await this.#client;
     await this.#call(
       "DeleteObject",
       name,
-      () => this.#client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })),
+      () => client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })),
     );
   }
 
   /** Release the HTTP client. */
   close(): void {
-    this.#client.destroy();
+    this.#client.then((c) => c.destroy(), () => {});
   }
 
   async #call<T>(operation: string, name: string, send: () => Promise<T>): Promise<T> {

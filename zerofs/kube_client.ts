@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ApiException, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { ApiException, CoreV1Api, KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 
 /** Where a client finds the API server and its credentials. */
 export interface KubeClientOptions {
@@ -72,4 +72,126 @@ export function apiErrorMessage(e: unknown): string {
     return `HTTP ${e.code}`;
   }
   return e instanceof Error ? e.message : String(e);
+}
+
+const WATCH_SECONDS = 300;
+const REWATCH_DELAY_MS = 500;
+
+/**
+ * One pod followed by name: listed once (state + resourceVersion), then
+ * watched from that resourceVersion, re-listed whenever the watch ends.
+ * {@linkcode PodWatch.waitFor} answers from the latest state, bounded.
+ *
+ * @example
+ * ```ts
+ * await using watch = await PodWatch.open(kube, "zerofs", "zerofs-0123");
+ * const gone = await watch.waitFor((pod) => pod === undefined, 30_000);
+ * ```
+ */
+export class PodWatch implements AsyncDisposable {
+  #pod: V1Pod | undefined;
+  #waiters = new Set<() => void>();
+  #abort: AbortController | undefined;
+  #closed = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  private constructor(
+    private readonly kube: KubeClient,
+    private readonly namespace: string,
+    private readonly name: string,
+  ) {}
+
+  /** List the pod, start watching it. Throws when the list fails. */
+  static async open(kube: KubeClient, namespace: string, name: string): Promise<PodWatch> {
+    const watch = new PodWatch(kube, namespace, name);
+    const rv = await watch.#list();
+    await watch.#watch(rv);
+    return watch;
+  }
+
+  /** The pod as last seen; undefined when it does not exist. */
+  get pod(): V1Pod | undefined {
+    return this.#pod;
+  }
+
+  /** True once `done(pod)` holds, false after `timeoutMs` without it. */
+  waitFor(done: (pod: V1Pod | undefined) => boolean, timeoutMs: number): Promise<boolean> {
+    if (done(this.#pod)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (result: boolean) => {
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve(result);
+      };
+      const check = () => {
+        if (done(this.#pod)) finish(true);
+      };
+      const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
+      this.#waiters.add(check);
+    });
+  }
+
+  /** Stop watching. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#abort?.abort();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+
+  #set(pod: V1Pod | undefined): void {
+    this.#pod = pod;
+    for (const check of [...this.#waiters]) check();
+  }
+
+  async #list(): Promise<string> {
+    const list = await this.kube.core.listNamespacedPod({
+      namespace: this.namespace,
+      fieldSelector: `metadata.name=${this.name}`,
+    }).catch((e) => {
+      throw new Error(
+        `Cannot list pod ${this.namespace}/${this.name}: ${apiErrorMessage(e)}`,
+      );
+    });
+    this.#set(list.items[0]);
+    return list.metadata?.resourceVersion ?? "";
+  }
+
+  async #watch(resourceVersion: string): Promise<void> {
+    const abort = await new Watch(this.kube.config).watch(
+      `/api/v1/namespaces/${this.namespace}/pods`,
+      {
+        fieldSelector: `metadata.name=${this.name}`,
+        resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: WATCH_SECONDS,
+      },
+      (type: string, obj: V1Pod) => {
+        if (type === "ADDED" || type === "MODIFIED") this.#set(obj);
+        else if (type === "DELETED") this.#set(undefined);
+        else if (type === "ERROR") this.#abort?.abort(); // e.g. 410 Gone: re-list below
+      },
+      () => this.#rewatch(),
+    );
+    this.#abort = abort;
+    if (this.#closed) abort.abort();
+  }
+
+  /** The watch ended (timeout, error, server gone): re-list, watch again, until closed. */
+  #rewatch(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(async () => {
+      if (this.#closed) return;
+      try {
+        await this.#watch(await this.#list());
+      } catch {
+        this.#rewatch();
+      }
+    }, REWATCH_DELAY_MS);
+  }
 }

@@ -33,3 +33,28 @@ export { listNbdExports, probeNbdExport } from "./nbd_probe.ts";
 export { checkReady, waitUntilReady } from "./readiness.ts";
 export { ProcessRunner, type ProcessRunnerOptions, readLogTail } from "./process_runner.ts";
 export * from "./objectstore/mod.ts";
+export {
+  apiErrorMessage,
+  apiStatusCode,
+  createKubeClient,
+  type KubeClient,
+  type KubeClientOptions,
+  PodWatch,
+} from "./kube_client.ts";
+export {
+  cacheSizeLimit,
+  describePod,
+  POD_ANNOTATION_CONFIG_HASH,
+  POD_ANNOTATION_POD_HASH,
+  POD_ANNOTATION_VOLUME_ID,
+  POD_CACHE_DIR,
+  POD_CONTAINER,
+  POD_LABEL_NAME,
+  POD_LABEL_NODE,
+  POD_LABEL_VOLUME_DIR,
+  POD_STATE_DIR,
+  PodRunner,
+  type PodRunnerOptions,
+  secretEnvVars,
+  zerofsPodName,
+} from "./pod_runner.ts";

@@ -289,7 +289,9 @@ async function readRecord(path: string): Promise<RunnerRecord | null> {
 async function isSameProcess(record: RunnerRecord): Promise<boolean> {
   const startTicks = await readStartTicks(record.pid);
   if (startTicks === null || startTicks !== record.startTicks) return false;
-  return runsConfig(await readCmdline(record.pid), record.configPath);
+  // An empty cmdline is the instant of an exec (a wrapper script exec'ing ZeroFS); the start time matched.
+  const argv = await readCmdline(record.pid);
+  return argv.length === 0 || runsConfig(argv, record.configPath);
 }
 
 /** `/proc/<pid>/stat` field 22 (start time in clock ticks); null when gone or a zombie. */

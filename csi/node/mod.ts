@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import { NodeLock, selectAttacher } from "../../blockdev/mod.ts";
-import { ProcessRunner } from "../../zerofs/mod.ts";
+import { createKubeClient, PodRunner, ProcessRunner, type ZeroFsRunner } from "../../zerofs/mod.ts";
 import type { Logger } from "../log.ts";
 import type { ServiceHandlers } from "../pipeline.ts";
 import { DEFAULT_FS_TYPES } from "../validate.ts";
@@ -16,6 +16,7 @@ import { nodeExpandVolume } from "./expand.ts";
 import { nodeGetCapabilities, nodeGetInfo } from "./info.ts";
 import { nodePublishVolume, nodeUnpublishVolume } from "./publish.ts";
 import { recoverNodeState } from "./recovery.ts";
+import { KubeSettingsProvider } from "./kube_settings.ts";
 import { FileSettingsProvider } from "./settings_provider.ts";
 import { nodeStageVolume } from "./stage.ts";
 import { NodeStateStore } from "./state.ts";
@@ -25,7 +26,9 @@ import { nodeUnstageVolume } from "./unstage.ts";
 export type { NodeContext, SettingsProvider } from "./context.ts";
 export { NodeStateStore, type NodeVolumeState } from "./state.ts";
 export { unstageVolume } from "./unstage.ts";
-export { volumeCondition } from "./stats.ts";
+export { volumeCondition, type VolumeHealth, volumeHealth } from "./stats.ts";
+export { recoverNodeState } from "./recovery.ts";
+export { nodeStageVolume } from "./stage.ts";
 export { FileSettingsProvider, parseSettingsFile, type SettingsFile } from "./settings_provider.ts";
 
 /** Flags of `zerofs-csi node`. */
@@ -52,22 +55,30 @@ const READY_TIMEOUT_MS = 60_000;
 export async function createNodeContext(opts: NodeOptions, log: Logger): Promise<NodeContext> {
   await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
   const lock = new NodeLock(join(opts.stateDir, "node.lock"));
-  const settings: SettingsProvider = opts.settingsFile
-    ? await FileSettingsProvider.load(opts.settingsFile)
-    : new FileSettingsProvider({ defaults: {}, configMaps: {} });
-  if (opts.runner !== "process") {
-    throw new Error(`--runner ${opts.runner} is not available in this build; use --runner process`);
+  let runner: ZeroFsRunner;
+  let settings: SettingsProvider;
+  if (opts.runner === "pod") {
+    // In a cluster: ZeroFS in one pod per volume, settings from the ConfigMap the
+    // volume names; the agent never reads a Secret.
+    const kube = createKubeClient({ kubeconfig: opts.kubeconfig });
+    runner = new PodRunner({ kube, namespace: opts.namespace, nodeName: opts.nodeId, log });
+    settings = new KubeSettingsProvider(kube, opts.namespace);
+  } else {
+    runner = new ProcessRunner({
+      zerofsBin: opts.zerofsBin,
+      readyTimeoutMs: READY_TIMEOUT_MS,
+      log,
+    });
+    settings = opts.settingsFile
+      ? await FileSettingsProvider.load(opts.settingsFile)
+      : new FileSettingsProvider({ defaults: {}, configMaps: {} });
   }
   return {
     nodeId: opts.nodeId,
     stateRoot: opts.stateDir,
     allowedFsTypes: DEFAULT_FS_TYPES,
     maxVolumes: opts.maxVolumes,
-    runner: new ProcessRunner({
-      zerofsBin: opts.zerofsBin,
-      readyTimeoutMs: READY_TIMEOUT_MS,
-      log,
-    }),
+    runner,
     attacher: await selectAttacher({ mode: opts.attachMode, lock }),
     states: new NodeStateStore(opts.stateDir),
     settings,

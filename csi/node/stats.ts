@@ -6,8 +6,13 @@
  * @module
  */
 
-import { deviceSizeBytes, findMountByTarget, fsStats } from "../../blockdev/mod.ts";
-import { volumePaths } from "../../zerofs/mod.ts";
+import {
+  deviceSizeBytes,
+  findMountByTarget,
+  fsStats,
+  type MountEntry,
+} from "../../blockdev/mod.ts";
+import { type InstanceStatus, volumePaths } from "../../zerofs/mod.ts";
 import { notFound } from "../errors.ts";
 import { parseAbsolutePath, parseVolumeId } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
@@ -51,26 +56,46 @@ async function usageOf(state: NodeVolumeState, volumePath: string): Promise<obje
   ];
 }
 
-/** Check the three things a staged volume stands on; shared with `status` and metrics. */
-export async function volumeCondition(
+/** The three things a staged volume stands on, as last observed. */
+export interface VolumeHealth {
+  zerofs: InstanceStatus;
+  deviceConnected: boolean;
+  /** Mount access: the staging mount, or null when it is gone. */
+  stagingMount?: MountEntry | null;
+  condition: VolumeCondition;
+}
+
+/** Observe ZeroFS, the device and the staging mount; shared with `status` and metrics. */
+export async function volumeHealth(
   ctx: NodeContext,
   state: NodeVolumeState,
-): Promise<VolumeCondition> {
+): Promise<VolumeHealth> {
   const problems: string[] = [];
   const paths = volumePaths(ctx.stateRoot, state.volumeId);
   const zerofs = await ctx.runner.status(state.volumeId, paths.dir);
   if (!zerofs.ready) problems.push(`ZeroFS is not ready (${zerofs.reason ?? "not running"})`);
-  if (!state.attachment || !(await ctx.attacher.isConnected(state.attachment))) {
+  const deviceConnected = !!state.attachment && await ctx.attacher.isConnected(state.attachment);
+  if (!deviceConnected) {
     problems.push(`device ${state.attachment?.device ?? "(none)"} is disconnected`);
   }
+  let stagingMount: MountEntry | null | undefined;
   if (state.accessType === "mount") {
-    const mount = await findMountByTarget(state.stagingPath);
-    if (!mount) problems.push(`staging mount ${state.stagingPath} is gone`);
-    else if (!state.readOnly && mount.options.includes("ro")) {
+    stagingMount = await findMountByTarget(state.stagingPath);
+    if (!stagingMount) problems.push(`staging mount ${state.stagingPath} is gone`);
+    else if (!state.readOnly && stagingMount.options.includes("ro")) {
       problems.push(`staging mount ${state.stagingPath} turned read-only (I/O errors?)`);
     }
   }
-  return problems.length > 0
+  const condition = problems.length > 0
     ? { abnormal: true, message: problems.join("; ") }
     : { abnormal: false, message: "volume is healthy" };
+  return { zerofs, deviceConnected, stagingMount, condition };
+}
+
+/** The CSI VolumeCondition of a staged volume. */
+export async function volumeCondition(
+  ctx: NodeContext,
+  state: NodeVolumeState,
+): Promise<VolumeCondition> {
+  return (await volumeHealth(ctx, state)).condition;
 }

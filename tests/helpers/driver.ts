@@ -31,6 +31,8 @@ export interface RunningDriver {
   output(): string;
   /** Lines as they arrive (stderr and stdout interleaved). */
   lines(): AsyncIterable<string>;
+  /** Resolve with the first output line matching `pattern` (lines are read as they arrive). */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** SIGTERM, await exit, assert the socket is gone; returns the exit code. */
   stop(): Promise<number>;
   /** The process, for tests that need its pid or status. */
@@ -90,7 +92,7 @@ export async function startDriver(opts: StartDriverOptions): Promise<RunningDriv
   });
   const client = createCsiClient(socketPath);
   try {
-    await waitForProbe(client, process, { timeoutMs: opts.readyTimeoutMs ?? 30_000, captured });
+    await waitForProbe(client, process, { timeoutMs: opts.readyTimeoutMs ?? 180_000, captured });
   } catch (e) {
     client.close();
     try {
@@ -119,6 +121,19 @@ export async function startDriver(opts: StartDriverOptions): Promise<RunningDriv
           waiters.add(w);
         });
       }
+    },
+    async waitForOutput(pattern: RegExp, timeoutMs = 10_000) {
+      const deadline = setTimeout(() => waiters.forEach((w) => w()), timeoutMs);
+      const started = performance.now();
+      try {
+        for await (const line of (this as RunningDriver).lines()) {
+          if (pattern.test(line)) return line;
+          if (performance.now() - started > timeoutMs) break;
+        }
+      } finally {
+        clearTimeout(deadline);
+      }
+      throw new Error(`no output line matched ${pattern} within ${timeoutMs} ms`);
     },
     stop: () =>
       stopped ??= (async () => {

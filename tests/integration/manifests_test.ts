@@ -6,7 +6,6 @@
  * CSIDriver, mount propagation, StorageClass/ConfigMap keys the driver accepts.
  */
 
-// deno-lint-ignore-file no-import-prefix -- until deno.json maps "kubernetes-models" (asked of the lead)
 
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { loadS3Sdk } from "./sdk.ts";
 import { resolveVolumeLocation, type SecretValues, type VolumeSettings } from "../settings.ts";
 import { SettingsError } from "../types.ts";
 import type { S3ErrorInfo } from "./retry.ts";
@@ -92,10 +93,11 @@ export function endpointDescription(settings: VolumeSettings): string {
  * set, bounded timeouts, no SDK retries (callers use `withRetries`), and the
  * secret's credentials when present (else the SDK's default chain).
  */
-export function createS3Client(
+export async function createS3Client(
   access: ObjectStoreAccess,
   timeouts: S3ClientTimeouts = {},
-): S3Client {
+): Promise<S3Client> {
+  const { S3Client } = await loadS3Sdk();
   const { settings, secrets } = access;
   if (settings.awsEndpoint?.startsWith("http://") && !settings.awsAllowHTTP) {
     throw new SettingsError(

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { DeleteObjectsCommand, ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { loadS3Sdk } from "./sdk.ts";
 import { resolveVolumeLocation } from "../settings.ts";
 import { SettingsError } from "../types.ts";
 import {
@@ -102,6 +103,7 @@ async function call<T>(ctx: DeleteContext, operation: string, send: () => Promis
 
 async function listPage(ctx: DeleteContext, token: string | undefined) {
   const { bucket, prefix } = ctx.location;
+  const { ListObjectsV2Command } = await loadS3Sdk();
   const page = await call(ctx, "ListObjectsV2", () =>
     ctx.client.send(
       new ListObjectsV2Command({
@@ -127,6 +129,7 @@ async function listPage(ctx: DeleteContext, token: string | undefined) {
 }
 
 async function deleteBatch(ctx: DeleteContext, keys: string[]): Promise<void> {
+  const { DeleteObjectsCommand } = await loadS3Sdk();
   await call(ctx, "DeleteObjects", async () => {
     const out = await ctx.client.send(
       new DeleteObjectsCommand({
@@ -182,7 +185,7 @@ export async function deleteVolumeData(
     return { deletedObjects: 0 };
   }
   const location = guardedS3Location(opts.settings, opts.volumeId);
-  const client = createS3Client(opts, opts.timeouts);
+  const client = await createS3Client(opts, opts.timeouts);
   const ctx: DeleteContext = {
     client,
     location,

@@ -31,3 +31,4 @@ export {
   type S3ErrorInfo,
   withRetries,
 } from "./retry.ts";
+export { loadS3Sdk, type S3Sdk } from "./sdk.ts";

@@ -6,12 +6,8 @@
  * @module
  */
 
-import {
-  DeleteObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { loadS3Sdk } from "./sdk.ts";
 import { SettingsError } from "../types.ts";
 import {
   createS3Client,
@@ -65,6 +61,7 @@ async function probe(
   },
 ): Promise<void> {
   const key = `${prefix}${PREFLIGHT_OBJECT_NAME}`;
+  const { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } = await loadS3Sdk();
   await step(
     describe("ListObjectsV2"),
     () => client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1 })),
@@ -95,7 +92,7 @@ async function probe(
 export async function preflightCheck(opts: PreflightOptions): Promise<void> {
   const { bucket, prefix, url } = guardedS3Location(opts.settings, opts.volumeId);
   const endpoint = endpointDescription(opts.settings);
-  const client = createS3Client(opts, opts.timeouts ?? PREFLIGHT_TIMEOUTS);
+  const client = await createS3Client(opts, opts.timeouts ?? PREFLIGHT_TIMEOUTS);
   try {
     await probe(client, bucket, prefix, (operation) => ({ operation, target: url, endpoint }));
   } finally {

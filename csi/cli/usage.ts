@@ -1,0 +1,102 @@
+/**
+ * Every verb's usage text.
+ *
+ * @module
+ */
+
+import { DEFAULT_STATE_DIR } from "./flags.ts";
+
+const NODE_SHARED =
+  `  --state-dir     state root                                  (default ${DEFAULT_STATE_DIR})
+  --attach-mode   kernel|userspace|auto                       (default auto)
+  --runner        process|pod                                 (default process)
+  --zerofs-bin    ZeroFS binary (process runner)              (default zerofs)
+  --settings-file driver settings (TOML: top-level defaults, [configMaps.<name>])
+  --kubeconfig    kubeconfig (pod runner; default: in-cluster)
+  --namespace     driver namespace (pod runner)               (default zerofs)
+  --node-id       node name as Kubernetes knows it            (default: hostname)`;
+
+const LOGGING = `  --log-level     debug|info|warn|error                       (default info)
+  --log-format    json|text                                   (default json)`;
+
+/** Usage text per verb (`main` for the program). */
+export const USAGE: Record<string, string> = {
+  main: `Usage: zerofs-csi <verb> [flags]
+
+Verbs:
+  controller   serve the CSI Identity and Controller services
+  node         serve the CSI Identity and Node services
+  status       show this node's volumes (table, or --json)
+  attach       stage a volume by hand, as NodeStageVolume does (recovery without Kubernetes)
+  detach       unstage a volume by hand, as NodeUnstageVolume does
+  doctor       check this node's prerequisites and say what to fix
+  version      print the driver version
+
+Run "zerofs-csi <verb> --help" for a verb's flags.`,
+  controller: `Usage: zerofs-csi controller --endpoint unix:///path/csi.sock [flags]
+
+  --endpoint             CSI socket (unix:///abs/path or /abs/path)   (required)
+  --state-dir            controller state directory           (default ${DEFAULT_STATE_DIR})
+  --settings-file        driver settings (TOML: top-level defaults, [configMaps.<name>])
+  --default-config-map   ConfigMap locating volumes without a record (original driver's)
+  --volume-records       local|object-store|auto: where volume records live   (default auto:
+                         object-store when the default storageURL is s3://, else local)
+  --delete-timeout-ms    bound on one object-store request in DeleteVolume  (default 30000)
+  --metrics-address      serve Prometheus metrics at host:port/metrics (default: off)
+${LOGGING}
+  --help                 show this help
+
+  Credentials: the CSI provisioner secrets, else AWS_ACCESS_KEY_ID /
+  AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the environment.`,
+  node: `Usage: zerofs-csi node --endpoint unix:///path/csi.sock [flags]
+
+  --endpoint      CSI socket (unix:///abs/path or /abs/path)  (required)
+${NODE_SHARED}
+  --max-volumes   cap on volumes per node
+  --metrics-address serve Prometheus metrics at host:port/metrics (default: off)
+${LOGGING}
+  --help          show this help`,
+  status: `Usage: zerofs-csi status [--json] [flags]
+
+  Lists every volume this node has staged: state, ZeroFS pid or pod and
+  readiness, device and size, staging mount, published targets, condition.
+
+  --json          print JSON instead of a table
+${NODE_SHARED}`,
+  attach: `Usage: zerofs-csi attach --volume-id ID --staging-path DIR [flags]
+
+  Runs the same steps as NodeStageVolume (start ZeroFS, device file, attach,
+  format once, mount) for a volume given by flags, to recover a node without
+  Kubernetes. Secrets come from the environment (ZEROFS_ENCRYPTION_PASSWORD,
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+
+  --volume-id     the volume (PV name)                        (required)
+  --staging-path  where to mount it (or, with --block, only attach)   (required)
+  --fs-type       ext4|xfs|btrfs                              (default ext4)
+  --block         attach only, no filesystem
+  --read-only     stage a ZeroFS reader, read-only
+  --size          capacity in bytes for a new volume          (default 1073741824)
+  --param         StorageClass-style parameters, k=v[,k=v…] (e.g. configMapName=zerofs)
+${NODE_SHARED}
+${LOGGING}`,
+  detach: `Usage: zerofs-csi detach --volume-id ID [flags]
+
+  Runs the same strict order as NodeUnstageVolume: unmount → disconnect the
+  device → stop ZeroFS (it flushes; up to 120 s) → forget the volume.
+
+  --volume-id     the volume (PV name)                        (required)
+${NODE_SHARED}
+${LOGGING}`,
+  doctor: `Usage: zerofs-csi doctor [--state-dir DIR] [--attach-mode kernel|userspace|auto]
+
+  Checks the node: the nbd module and nbds_max, the tools and their versions,
+  kernel filesystems, socket-path length, state-dir permissions. Exit 1 when
+  something the chosen attach mode needs is missing.`,
+  version: `Usage: zerofs-csi version`,
+};
+
+/** Print a verb's usage to stdout; exit code 0. */
+export function printUsage(verb: string): number {
+  console.log(USAGE[verb] ?? USAGE.main);
+  return 0;
+}
