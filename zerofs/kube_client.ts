@@ -7,7 +7,20 @@
  * @module
  */
 
-import { ApiException, CoreV1Api, KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
+import type { CoreV1Api, KubeConfig, V1Pod } from "@kubernetes/client-node";
+
+/** The `@kubernetes/client-node` module. */
+export type KubeSdk = typeof import("@kubernetes/client-node");
+
+let loading: Promise<KubeSdk> | undefined;
+
+/**
+ * Import client-node on first use: it costs ~85 MiB of RSS, which a node
+ * agent with the process runner should never pay.
+ */
+export function loadKubeSdk(): Promise<KubeSdk> {
+  return loading ??= import("@kubernetes/client-node");
+}
 
 /** Where a client finds the API server and its credentials. */
 export interface KubeClientOptions {
@@ -19,6 +32,7 @@ export interface KubeClientOptions {
 export interface KubeClient {
   config: KubeConfig;
   core: CoreV1Api;
+  sdk: KubeSdk;
 }
 
 /** The in-cluster environment variables the ServiceAccount config needs. */
@@ -30,12 +44,13 @@ const IN_CLUSTER_ENV = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"] as
  *
  * @example
  * ```ts
- * const kube = createKubeClient({ kubeconfig: "/root/.kube/config" });
+ * const kube = await createKubeClient({ kubeconfig: "/root/.kube/config" });
  * await kube.core.readNamespacedConfigMap({ name: "zerofs-default", namespace: "zerofs" });
  * ```
  */
-export function createKubeClient(opts: KubeClientOptions = {}): KubeClient {
-  const config = new KubeConfig();
+export async function createKubeClient(opts: KubeClientOptions = {}): Promise<KubeClient> {
+  const sdk = await loadKubeSdk();
+  const config = new sdk.KubeConfig();
   if (opts.kubeconfig) {
     try {
       config.loadFromFile(opts.kubeconfig);
@@ -54,17 +69,23 @@ export function createKubeClient(opts: KubeClientOptions = {}): KubeClient {
     }
     config.loadFromCluster();
   }
-  return { config, core: config.makeApiClient(CoreV1Api) };
+  return { config, core: config.makeApiClient(sdk.CoreV1Api), sdk };
 }
 
 /** The HTTP status of a failed API call, or undefined for other errors. */
 export function apiStatusCode(e: unknown): number | undefined {
-  return e instanceof ApiException ? e.code : undefined;
+  return isApiException(e) ? e.code : undefined;
+}
+
+/** client-node's ApiException, recognised by shape (the module loads lazily). */
+function isApiException(e: unknown): e is Error & { code: number; body: unknown } {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === "number" &&
+    "body" in e && "headers" in e;
 }
 
 /** A failed API call as one line: the server's Status message when it sent one. */
 export function apiErrorMessage(e: unknown): string {
-  if (e instanceof ApiException) {
+  if (isApiException(e)) {
     try {
       const status = typeof e.body === "string" ? JSON.parse(e.body) : e.body;
       if (status?.message) return `HTTP ${e.code}: ${status.message}`;
@@ -162,7 +183,7 @@ export class PodWatch implements AsyncDisposable {
   }
 
   async #watch(resourceVersion: string): Promise<void> {
-    const abort = await new Watch(this.kube.config).watch(
+    const abort = await new this.kube.sdk.Watch(this.kube.config).watch(
       `/api/v1/namespaces/${this.namespace}/pods`,
       {
         fieldSelector: `metadata.name=${this.name}`,

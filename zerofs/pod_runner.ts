@@ -142,7 +142,7 @@ export function cacheSizeLimit(cacheDiskSizeGB: number): string {
  *
  * @example
  * ```ts
- * const runner = new PodRunner({ kube: createKubeClient(), namespace: "zerofs", nodeName: "n1" });
+ * const runner = new PodRunner({ kube: await createKubeClient(), namespace: "zerofs", nodeName: "n1" });
  * await runner.ensure(spec); // pod Running with exactly spec.configHash, handshakes pass
  * await runner.stop(spec.volumeId, spec.stateDir);
  * ```

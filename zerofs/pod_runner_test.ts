@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as kubeSdk from "@kubernetes/client-node";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import {
   cacheSizeLimit,
@@ -19,7 +20,7 @@ function unusedKube() {
     contexts: [{ name: "x", cluster: "c", user: "u" }],
     currentContext: "x",
   });
-  return { config, core: config.makeApiClient(CoreV1Api) };
+  return { config, core: config.makeApiClient(CoreV1Api), sdk: kubeSdk };
 }
 
 const runner = new PodRunner({ kube: unusedKube(), namespace: "zerofs", nodeName: "node-1" });

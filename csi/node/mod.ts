@@ -60,7 +60,7 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
   if (opts.runner === "pod") {
     // In a cluster: ZeroFS in one pod per volume, settings from the ConfigMap the
     // volume names; the agent never reads a Secret.
-    const kube = createKubeClient({ kubeconfig: opts.kubeconfig });
+    const kube = await createKubeClient({ kubeconfig: opts.kubeconfig });
     runner = new PodRunner({ kube, namespace: opts.namespace, nodeName: opts.nodeId, log });
     settings = new KubeSettingsProvider(kube, opts.namespace);
   } else {

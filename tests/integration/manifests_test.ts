@@ -6,7 +6,6 @@
  * CSIDriver, mount propagation, StorageClass/ConfigMap keys the driver accepts.
  */
 
-
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

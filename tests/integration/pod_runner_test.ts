@@ -70,7 +70,7 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
     ],
   });
   const stateRoot = join(dir, "state");
-  const kube = createKubeClient({ kubeconfig: api.kubeconfigFor(NODE_SA) });
+  const kube = await createKubeClient({ kubeconfig: api.kubeconfigFor(NODE_SA) });
   const newRunner = () => new PodRunner({ kube, namespace: NS, nodeName: NODE });
   const runner = newRunner();
   const fixture: Fixture = {
