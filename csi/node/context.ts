@@ -9,6 +9,7 @@
 import type { Attacher } from "../../blockdev/mod.ts";
 import type { SecretValues, VolumeSettings, ZeroFsRunner } from "../../zerofs/mod.ts";
 import type { Logger } from "../log.ts";
+import type { VolumeEvents } from "./events.ts";
 import type { NodeStateStore } from "./state.ts";
 
 /** Where a volume's settings and secret values come from at stage time. */
@@ -36,6 +37,8 @@ export interface NodeContext {
   states: NodeStateStore;
   settings: SettingsProvider;
   log: Logger;
+  /** Kubernetes Events for what a user must act on (none standalone). */
+  events: VolumeEvents;
   /** Bound for ZeroFS readiness after start. */
   readyTimeoutMs: number;
 }

@@ -11,6 +11,14 @@
 
 import type { FsType, Signature } from "../../blockdev/mod.ts";
 import type { VolumeRecord } from "../../zerofs/mod.ts";
+import { Code, CsiError } from "../errors.ts";
+
+/** mkfs was refused to protect data: FAILED_PRECONDITION, with its own Event reason. */
+export class FormatRefusedError extends CsiError {
+  constructor(message: string) {
+    super(Code.FAILED_PRECONDITION, message);
+  }
+}
 
 /** What the stage should do with the device. */
 export type FormatDecision =

@@ -19,6 +19,8 @@ import { recoverNodeState } from "./recovery.ts";
 import { KubeSettingsProvider } from "./kube_settings.ts";
 import { FileSettingsProvider } from "./settings_provider.ts";
 import { nodeStageVolume } from "./stage.ts";
+import type { RawRequest } from "./requests.ts";
+import { KubeVolumeEvents, NO_EVENTS, stageFailureReason, type VolumeEvents } from "./events.ts";
 import { NodeStateStore } from "./state.ts";
 import { nodeGetVolumeStats } from "./stats.ts";
 import { nodeUnstageVolume } from "./unstage.ts";
@@ -57,12 +59,14 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
   const lock = new NodeLock(join(opts.stateDir, "node.lock"));
   let runner: ZeroFsRunner;
   let settings: SettingsProvider;
+  let events: VolumeEvents = NO_EVENTS;
   if (opts.runner === "pod") {
     // In a cluster: ZeroFS in one pod per volume, settings from the ConfigMap the
     // volume names; the agent never reads a Secret.
     const kube = await createKubeClient({ kubeconfig: opts.kubeconfig });
     runner = new PodRunner({ kube, namespace: opts.namespace, nodeName: opts.nodeId, log });
     settings = new KubeSettingsProvider(kube, opts.namespace);
+    events = new KubeVolumeEvents(kube, { nodeId: opts.nodeId, log });
   } else {
     runner = new ProcessRunner({
       zerofsBin: opts.zerofsBin,
@@ -82,6 +86,7 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
     attacher: await selectAttacher({ mode: opts.attachMode, lock }),
     states: new NodeStateStore(opts.stateDir),
     settings,
+    events,
     log,
     readyTimeoutMs: READY_TIMEOUT_MS,
   };
@@ -97,10 +102,28 @@ export async function createNodeService(
   return nodeHandlers(ctx);
 }
 
+/** Tell the PVC's owner, through an Event, about a stage failure they must act on. */
+async function warnOnFailure<T>(ctx: NodeContext, req: RawRequest, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (e) {
+    const reason = stageFailureReason(e);
+    if (reason) {
+      await ctx.events.warn({
+        volumeId: String(req.volume_id ?? ""),
+        volumeContext: req.volume_context ?? {},
+        reason,
+        message: e instanceof Error ? e.message : String(e),
+      });
+    }
+    throw e;
+  }
+}
+
 /** Handlers keyed by RPC name; the request pipeline wraps each. */
 export function nodeHandlers(ctx: NodeContext): NodeServiceHandlers {
   return {
-    NodeStageVolume: (req) => nodeStageVolume(ctx, req),
+    NodeStageVolume: (req) => warnOnFailure(ctx, req, nodeStageVolume(ctx, req)),
     NodeUnstageVolume: (req) => nodeUnstageVolume(ctx, req),
     NodePublishVolume: (req) => nodePublishVolume(ctx, req),
     NodeUnpublishVolume: (req) => nodeUnpublishVolume(ctx, req),

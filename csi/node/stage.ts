@@ -25,7 +25,7 @@ import {
 import { type VolumePaths, volumePaths } from "../../zerofs/mod.ts";
 import { alreadyExists, failedPrecondition } from "../errors.ts";
 import type { NodeContext } from "./context.ts";
-import { decideFormat } from "./format_once.ts";
+import { decideFormat, FormatRefusedError } from "./format_once.ts";
 import { parseStageRequest, type RawRequest, type StageInput } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
 import { StepClock } from "./step_clock.ts";
@@ -223,7 +223,7 @@ async function formatOnceAndMount(
       firstMegabyteIsZero: () => isZeroed(device, { bytes: ZERO_CHECK_BYTES }),
     }));
   if (decision.action === "refuse") {
-    throw failedPrecondition(`cannot stage volume "${input.volumeId}": ${decision.reason}`);
+    throw new FormatRefusedError(`cannot stage volume "${input.volumeId}": ${decision.reason}`);
   }
   if (input.readOnly && (decision.action === "format" || decision.writeRecord)) {
     throw failedPrecondition(

@@ -264,8 +264,8 @@ Deno.test("node (pod runner): ext4 life with ZeroFS in a pod; the pod survives a
     assert.equal(podOf(env.api, name), undefined);
     await assertNothingLeft(env.asNodeEnvironment(), processes);
 
-    // Every rule granted to the node ServiceAccount was needed. The events rules are
-    // exempt: no code records events yet (they come from the shared events ClusterRole).
+    // Every rule granted to the node ServiceAccount was needed (the events rule is
+    // checked by the settings test, whose failures record Warning events).
     const unused = env.api.unusedGrants(
       NODE_SA,
       (g) => g.rbacFor === "driver" && !g.resources.includes("events"),
@@ -283,7 +283,12 @@ Deno.test("node (pod runner): a bad ConfigMap key is INVALID_ARGUMENT, a missing
       name,
       kind: "ext4",
       sizeBytes: GiB,
-      parameters: { configMapName: "zerofs-default", preflight: "false" },
+      parameters: {
+        configMapName: "zerofs-default",
+        preflight: "false",
+        "csi.storage.k8s.io/pvc/name": "data-db-0",
+        "csi.storage.k8s.io/pvc/namespace": "apps",
+      },
     });
     const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
     const withConfigMap = (configMapName: string) => ({
@@ -302,6 +307,22 @@ Deno.test("node (pod runner): a bad ConfigMap key is INVALID_ARGUMENT, a missing
       /ConfigMap "no-such-config" .*does not exist in namespace "zerofs"/,
     );
     assert.equal(nodeRequestCount(env.api, "create", "pods"), 0, "no pod for a bad stage");
+    // Each failure a user must act on is a Warning Event on the PVC, made by the node agent.
+    const events = env.api.objects.list(env.api.typeOf("v1", "Event"), "apps");
+    assert.deepEqual(
+      events.map((e) => [e.involvedObject?.kind, e.involvedObject?.name, e.type, e.reason]),
+      [
+        ["PersistentVolumeClaim", "data-db-0", "Warning", "InvalidVolumeSettings"],
+        ["PersistentVolumeClaim", "data-db-0", "Warning", "StageRefused"],
+      ],
+    );
+    assert.match(String(events[1].message), /no-such-config/);
+    assert.deepEqual(
+      env.api.unusedGrants(NODE_SA, (g) => g.rbacFor === "driver" && g.resources.includes("events"))
+        .map((u) => `${u.verb} ${u.group}/${u.resource}`),
+      ["patch /events"],
+      "the node agent creates core/v1 Events (patch is the controller sidecars')",
+    );
     assert.equal(podOf(env.api, name), undefined);
     assert.equal(await findMountByTarget(req.staging), undefined);
   });
