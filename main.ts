@@ -1,11 +1,13 @@
 /**
- * zerofs-csi: the CSI driver's command line. Each verb's module is loaded
- * only when that verb runs, so the node agent never loads the controller's
- * object-store SDK and the controller never loads the block layer.
+ * zerofs-csi: the CSI driver's command line. The node-side verbs load their
+ * modules only when they run. The controller's verb is imported statically:
+ * its permission set has no read access to the source tree, which a dynamic
+ * import of a local module needs under `deno run`.
  *
  * @module
  */
 
+import { runController } from "./csi/cli/controller_verb.ts";
 import { EXIT_FAILURE, EXIT_USAGE, parseFlags, UsageError } from "./csi/cli/flags.ts";
 import { printUsage, USAGE } from "./csi/cli/usage.ts";
 import { DRIVER_NAME, DRIVER_VERSION } from "./csi/version.ts";
@@ -13,7 +15,7 @@ import { DRIVER_NAME, DRIVER_VERSION } from "./csi/version.ts";
 type Verb = (argv: string[]) => Promise<number>;
 
 const VERBS: Record<string, () => Promise<Verb>> = {
-  controller: async () => (await import("./csi/cli/controller_verb.ts")).runController,
+  controller: () => Promise.resolve(runController),
   node: async () => (await import("./csi/cli/node_verb.ts")).runNode,
   status: async () => (await import("./csi/cli/status_verb.ts")).runStatus,
   attach: async () => (await import("./csi/cli/attach_verb.ts")).runAttach,

@@ -7,29 +7,33 @@
 import type { ToolOptions } from "./probe.ts";
 import { runTool } from "./run.ts";
 
-/** Ask the kernel for a free loop device (created on demand via /dev/loop-control). */
-export async function findFreeLoopDevice(opts: ToolOptions = {}): Promise<string> {
-  const { stdout } = await (opts.runner ?? runTool)("losetup", ["--find"], {
+/**
+ * Bind `file` to a free loop device in one step and return the device.
+ * `losetup --find --show FILE` picks and binds atomically (the kernel's
+ * LOOP_CTL_GET_FREE + LOOP_CONFIGURE, retried on a race), so another agent
+ * or tool cannot take the device between the choice and the bind; the
+ * backing file identifies the device for recovery. Direct I/O keeps the page
+ * cache from holding a second copy of every block.
+ */
+export async function bindFreeLoopDevice(
+  file: string,
+  opts: ToolOptions & { readOnly?: boolean } = {},
+): Promise<string> {
+  const args = [
+    "--find",
+    "--show",
+    "--direct-io=on",
+    ...(opts.readOnly ? ["--read-only"] : []),
+    file,
+  ];
+  const { stdout } = await (opts.runner ?? runTool)("losetup", args, {
     timeoutMs: opts.timeoutMs,
   });
   const device = stdout.trim();
   if (!/^\/dev\/loop\d+$/.test(device)) {
-    throw new Error(`Cannot pick a loop device: losetup --find printed "${device}"`);
+    throw new Error(`Cannot bind a loop device: losetup --find --show printed "${device}"`);
   }
   return device;
-}
-
-/**
- * Bind `file` to `device`. Direct I/O keeps the page cache from holding a
- * second copy of every block (the FUSE file would otherwise be cached too).
- */
-export async function attachLoopDevice(
-  device: string,
-  file: string,
-  opts: ToolOptions & { readOnly?: boolean } = {},
-): Promise<void> {
-  const args = ["--direct-io=on", ...(opts.readOnly ? ["--read-only"] : []), device, file];
-  await (opts.runner ?? runTool)("losetup", args, { timeoutMs: opts.timeoutMs });
 }
 
 /**

@@ -16,7 +16,7 @@ export async function isProcessAlive(pid: number, procRoot = "/proc"): Promise<b
   try {
     stat = await Deno.readTextFile(`${procRoot}/${pid}/stat`);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
+    if (isGone(e)) return false;
     throw e;
   }
   // Field 3 follows the parenthesised command name, which may itself contain ")".
@@ -30,9 +30,15 @@ export async function processArgv(pid: number, procRoot = "/proc"): Promise<stri
     const raw = await Deno.readTextFile(`${procRoot}/${pid}/cmdline`);
     return raw.split("\0").filter((part, i, all) => part !== "" || i < all.length - 1);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
+    if (isGone(e)) return undefined;
     throw e;
   }
+}
+
+/** Reading /proc/<pid>/… of a process that is exiting fails with ENOENT or ESRCH. */
+function isGone(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound ||
+    (e instanceof Error && (e as { code?: string }).code === "ESRCH");
 }
 
 /** Send `signal` to `pid`; a process that is already gone is not an error. */

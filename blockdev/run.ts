@@ -119,6 +119,17 @@ export const runTool: Runner = async (tool, args, opts = {}) => {
   }
 };
 
+/**
+ * Closes every descriptor but stdio, then execs the tool. Deno creates some
+ * descriptors without close-on-exec (the gRPC listening socket among them);
+ * a long-lived child that inherited the CSI socket would keep it "alive" after
+ * an agent crash, and one that inherited the node lock file would hold the
+ * lock. A fixed script: the tool and its arguments arrive as "$@", never
+ * interpolated. (bash, not dash: dash cannot name descriptors above 9.)
+ */
+const CLOSE_INHERITED_FDS =
+  'for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@"';
+
 /** Options for a long-lived helper process (ZeroFS, nbdfuse). */
 export interface DetachedOptions {
   /** File that receives the child's stdout and stderr (appended). */
@@ -140,7 +151,13 @@ export async function spawnDetached(
   // Deno.Command cannot hand a file descriptor to a child; node:child_process can.
   const fd = openSync(opts.logPath, "a", 0o600);
   try {
-    const child = spawn(tool, [...args], {
+    const child = spawn("/bin/bash", [
+      "-c",
+      CLOSE_INHERITED_FDS,
+      "zerofs-csi-launch",
+      tool,
+      ...args,
+    ], {
       detached: true,
       stdio: ["ignore", fd, fd],
       env: opts.env ? { ...Deno.env.toObject(), ...opts.env } : undefined,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { runTool, ToolError } from "./run.ts";
+import { createServer } from "node:net";
+import { runTool, spawnDetached, ToolError } from "./run.ts";
 
 Deno.test("runTool returns output of a successful tool", async () => {
   const result = await runTool("true", []);
@@ -29,4 +30,25 @@ Deno.test("runTool names a missing tool", async () => {
   assert.ok(error instanceof ToolError);
   assert.equal(error.exitCode, null);
   assert.match(error.message, /no-such-tool-zerofs could not be started/);
+});
+
+Deno.test("spawnDetached hands the child no descriptor but stdio (not the CSI socket)", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/run" });
+  // A node:net listener is what grpc-js serves on; Deno creates it without close-on-exec.
+  const server = createServer().listen(`${dir}/csi.sock`);
+  await new Promise((resolve) => server.once("listening", resolve));
+  const pid = await spawnDetached("sleep", ["30"], { logPath: `${dir}/log` });
+  try {
+    for (let i = 0; i < 100; i++) {
+      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+      if (cmdline.startsWith("sleep\0")) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const fds = (await Array.fromAsync(Deno.readDir(`/proc/${pid}/fd`))).map((e) => e.name);
+    assert.deepEqual(fds.sort(), ["0", "1", "2"]);
+  } finally {
+    Deno.kill(pid, "SIGKILL");
+    server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

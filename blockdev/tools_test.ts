@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { growFilesystem, makeFilesystem } from "./mkfs.ts";
 import { bindMount, mountFilesystem, unmount } from "./mount.ts";
-import { attachLoopDevice, detachLoopDevice, findFreeLoopDevice, listLoopDevices } from "./loop.ts";
+import { bindFreeLoopDevice, detachLoopDevice, listLoopDevices } from "./loop.ts";
 import { nbdfuseArgs, nbdUnixUri, unmountFuse } from "./nbdfuse.ts";
 import { deviceSizeBytes, interpretBlkidExport } from "./probe.ts";
 import { recordingRunner } from "./testing.ts";
@@ -100,12 +100,15 @@ Deno.test("losetup wrappers argv and JSON parsing", async () => {
   const json = JSON.stringify({
     loopdevices: [{ name: "/dev/loop0", "back-file": "/v/a/fuse/nbd", dio: true }],
   });
-  const { runner, calls } = recordingRunner([{ stdout: "/dev/loop4\n" }, {}, {}, {}, {
-    stdout: json,
-  }, { stdout: "" }]);
-  assert.equal(await findFreeLoopDevice({ runner }), "/dev/loop4");
-  await attachLoopDevice("/dev/loop4", "/v/a/fuse/nbd", { runner });
-  await attachLoopDevice("/dev/loop4", "/v/a/fuse/nbd", { runner, readOnly: true });
+  const { runner, calls } = recordingRunner([
+    { stdout: "/dev/loop4\n" },
+    { stdout: "/dev/loop5\n" },
+    {},
+    { stdout: json },
+    { stdout: "" },
+  ]);
+  assert.equal(await bindFreeLoopDevice("/v/a/fuse/nbd", { runner }), "/dev/loop4");
+  assert.equal(await bindFreeLoopDevice("/v/a/fuse/nbd", { runner, readOnly: true }), "/dev/loop5");
   await detachLoopDevice("/dev/loop4", { runner });
   assert.deepEqual(await listLoopDevices({ runner }), [{
     device: "/dev/loop0",
@@ -113,18 +116,20 @@ Deno.test("losetup wrappers argv and JSON parsing", async () => {
   }]);
   assert.deepEqual(await listLoopDevices({ runner }), []);
   assert.deepEqual(argv(calls), [
-    ["losetup", "--find"],
-    ["losetup", "--direct-io=on", "/dev/loop4", "/v/a/fuse/nbd"],
-    ["losetup", "--direct-io=on", "--read-only", "/dev/loop4", "/v/a/fuse/nbd"],
+    ["losetup", "--find", "--show", "--direct-io=on", "/v/a/fuse/nbd"],
+    ["losetup", "--find", "--show", "--direct-io=on", "--read-only", "/v/a/fuse/nbd"],
     ["losetup", "-d", "/dev/loop4"],
     ["losetup", "--json", "--list"],
     ["losetup", "--json", "--list"],
   ]);
 });
 
-Deno.test("findFreeLoopDevice rejects unexpected output", async () => {
+Deno.test("bindFreeLoopDevice rejects unexpected output", async () => {
   const { runner } = recordingRunner([{ stdout: "garbage\n" }]);
-  await assert.rejects(findFreeLoopDevice({ runner }), /Cannot pick a loop device/);
+  await assert.rejects(
+    bindFreeLoopDevice("/v/a/fuse/nbd", { runner }),
+    /Cannot bind a loop device/,
+  );
 });
 
 Deno.test("nbdfuse argv names the export through an NBD URI", () => {

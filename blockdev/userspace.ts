@@ -11,13 +11,7 @@
  */
 
 import { join } from "node:path";
-import {
-  attachLoopDevice,
-  detachLoopDevice,
-  findFreeLoopDevice,
-  listLoopDevices,
-  loopBackingFile,
-} from "./loop.ts";
+import { bindFreeLoopDevice, detachLoopDevice, listLoopDevices, loopBackingFile } from "./loop.ts";
 import type { NodeLock } from "./lock.ts";
 import { findMountByTarget } from "./mountinfo.ts";
 import { startNbdfuse, unmountFuse } from "./nbdfuse.ts";
@@ -176,13 +170,14 @@ export class UserspaceAttacher implements Attacher {
           `this node allows ${max}. Move workloads or raise the limit.`,
       );
     }
+    // The intent recorded before this step (fuseDir) already identifies the
+    // loop device: detach and recovery find it by its backing file.
     const fuseFile = join(attachment.fuseDir!, FUSE_FILE_NAME);
-    attachment.device = await findFreeLoopDevice({ runner: this.#runner });
-    await ctx.record({ ...attachment });
-    await attachLoopDevice(attachment.device, fuseFile, {
+    attachment.device = await bindFreeLoopDevice(fuseFile, {
       runner: this.#runner,
       readOnly: ctx.target.readOnly,
     });
+    await ctx.record({ ...attachment });
   }
 
   async #verifySize(device: string, expectedBytes: number): Promise<void> {

@@ -41,6 +41,7 @@ export {
   type KubeClientOptions,
   PodWatch,
 } from "./kube_client.ts";
+export { readConfigMapData, readSecretData } from "./kube_objects.ts";
 export {
   cacheSizeLimit,
   describePod,

@@ -4,7 +4,13 @@
  * @module
  */
 
-import { ControllerSettings } from "../controller_settings.ts";
+import { createKubeClient } from "../../zerofs/mod.ts";
+import {
+  ControllerSettings,
+  type ControllerSettingsOptions,
+  KubeConfigMapSource,
+  KubeSecretSource,
+} from "../controller_settings.ts";
 import { createControllerService } from "../controller.ts";
 import { createIdentityService } from "../identity.ts";
 import { VolumeLocks } from "../locks.ts";
@@ -15,6 +21,7 @@ import { startCsiServer } from "../server.ts";
 import { MirroredVolumeRegistry, ObjectStoreVolumeRegistry } from "../volume_store.ts";
 import {
   DEFAULT_STATE_DIR,
+  type Flags,
   LOG_FLAGS,
   loggerFrom,
   oneOf,
@@ -33,6 +40,9 @@ export async function runController(argv: string[]): Promise<number> {
     "state-dir": { type: "string", default: DEFAULT_STATE_DIR },
     "settings-file": { type: "string" },
     "default-config-map": { type: "string" },
+    "config-source": { type: "string", default: "auto" },
+    kubeconfig: { type: "string" },
+    namespace: { type: "string", default: "zerofs" },
     "volume-records": { type: "string", default: "auto" },
     "delete-timeout-ms": { type: "string", default: "30000" },
     "metrics-address": { type: "string" },
@@ -50,11 +60,7 @@ export async function runController(argv: string[]): Promise<number> {
     throw new UsageError("--delete-timeout-ms must be a whole number ≥ 1000", "controller");
   }
   const log = loggerFrom("controller", flags);
-  const defaultConfigMapName = optionalFlag(flags, "default-config-map");
-  const settingsFile = optionalFlag(flags, "settings-file");
-  const settings = settingsFile
-    ? await ControllerSettings.load(settingsFile, { defaultConfigMapName })
-    : new ControllerSettings({ defaultConfigMapName });
+  const settings = await controllerSettings(flags, log);
   const registry = await controllerRegistry(String(flags["state-dir"]), settings, recordsMode, log);
   const pipeline: PipelineContext = { log, locks: new VolumeLocks() };
   const metrics = await metricsFor(optionalFlag(flags, "metrics-address"), pipeline, log);
@@ -72,6 +78,54 @@ export async function runController(argv: string[]): Promise<number> {
   });
   return serveUntilSignal(server, log, { mode: "controller", onStop: metrics?.close });
 }
+
+/**
+ * Settings sources from the flags. `--config-source auto` = `api` when the
+ * process runs in a pod (KUBERNETES_SERVICE_HOST) or `--kubeconfig` is
+ * given, else `file`. `api`: ConfigMaps and the credentials Secret come from
+ * `--namespace` through the Kubernetes API (client-node is loaded only then);
+ * `--settings-file` may still give defaults.
+ */
+async function controllerSettings(flags: Flags, log: Logger): Promise<ControllerSettings> {
+  const source = oneOf("controller", "config-source", String(flags["config-source"]), [
+    "api",
+    "file",
+    "auto",
+  ]);
+  const kubeconfig = optionalFlag(flags, "kubeconfig");
+  if (source === "file" && kubeconfig) {
+    throw new UsageError(
+      "--kubeconfig is only used with --config-source api (or auto); drop one of them",
+      "controller",
+    );
+  }
+  const useApi = source === "api" ||
+    (source === "auto" && (kubeconfig !== undefined || Boolean(Deno.env.get(IN_CLUSTER_HOST))));
+  const namespace = String(flags.namespace);
+  const opts: Omit<ControllerSettingsOptions, "defaults"> = {
+    defaultConfigMapName: optionalFlag(flags, "default-config-map"),
+  };
+  if (useApi) {
+    const kube = await createKubeClient({ kubeconfig });
+    opts.configMaps = new KubeConfigMapSource(kube, namespace);
+    opts.secrets = new KubeSecretSource(kube, namespace);
+    opts.namespace = namespace;
+  }
+  const settingsFile = optionalFlag(flags, "settings-file");
+  const settings = settingsFile
+    ? await ControllerSettings.load(settingsFile, opts)
+    : new ControllerSettings(opts);
+  log.log("info", "settings sources", {
+    config_source: useApi ? "api" : "file",
+    ...(useApi ? { namespace, api: kubeconfig ? "kubeconfig" : "in-cluster" } : {}),
+    settings_file: settingsFile ?? "(none)",
+    default_config_map: opts.defaultConfigMapName ?? "(none)",
+  });
+  return settings;
+}
+
+/** Set in every pod: the in-cluster API server's address. */
+const IN_CLUSTER_HOST = "KUBERNETES_SERVICE_HOST";
 
 /** Local file records, mirrored to `<default storageURL>/.zerofs-csi-volumes/` when asked or possible. */
 async function controllerRegistry(

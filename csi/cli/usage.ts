@@ -42,12 +42,17 @@ Run "zerofs-csi <verb> --help" for a verb's flags.`,
   --volume-records       local|object-store|auto: where volume records live   (default auto:
                          object-store when the default storageURL is s3://, else local)
   --delete-timeout-ms    bound on one object-store request in DeleteVolume  (default 30000)
+  --config-source        api|file|auto: where ConfigMaps and credential Secrets come from
+                         (default auto: api in a pod or with --kubeconfig, else file)
+  --kubeconfig           kubeconfig file for the API (default: in-cluster ServiceAccount)
+  --namespace            driver namespace of ConfigMaps and Secrets  (default zerofs)
   --metrics-address      serve Prometheus metrics at host:port/metrics (default: off)
 ${LOGGING}
   --help                 show this help
 
-  Credentials: the CSI provisioner secrets, else AWS_ACCESS_KEY_ID /
-  AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the environment.`,
+  Credentials: the CSI provisioner secrets, else the Secret named by
+  awsCredentialsSecretName (api), else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+  AWS_SESSION_TOKEN from the environment, else the AWS SDK's default chain.`,
   node: `Usage: zerofs-csi node --endpoint unix:///path/csi.sock [flags]
 
   --endpoint      CSI socket (unix:///abs/path or /abs/path)  (required)

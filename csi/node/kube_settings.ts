@@ -10,9 +10,8 @@
  */
 
 import {
-  apiErrorMessage,
-  apiStatusCode,
   type KubeClient,
+  readConfigMapData,
   resolveSettings,
   type SecretValues,
   SettingsError,
@@ -43,20 +42,14 @@ export class KubeSettingsProvider implements SettingsProvider {
   }
 
   async #read(name: string): Promise<Record<string, string>> {
-    try {
-      const cm = await this.kube.core.readNamespacedConfigMap({ name, namespace: this.namespace });
-      return { ...(cm.data ?? {}) };
-    } catch (e) {
-      if (apiStatusCode(e) === 404) {
-        throw new SettingsError(
-          `ConfigMap "${name}" (StorageClass parameter configMapName) does not exist in ` +
-            `namespace "${this.namespace}"; create it or fix the StorageClass`,
-          "precondition",
-        );
-      }
-      throw new Error(
-        `Cannot read ConfigMap "${name}" in namespace "${this.namespace}": ${apiErrorMessage(e)}`,
+    const data = await readConfigMapData(this.kube, this.namespace, name);
+    if (!data) {
+      throw new SettingsError(
+        `ConfigMap "${name}" (StorageClass parameter configMapName) does not exist in ` +
+          `namespace "${this.namespace}"; create it or fix the StorageClass`,
+        "precondition",
       );
     }
+    return data;
   }
 }

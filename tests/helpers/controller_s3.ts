@@ -54,6 +54,8 @@ export function startS3Controller(
       `unix://${o.dir}/csi-${crypto.randomUUID().slice(0, 6)}.sock`,
       "--state-dir",
       o.stateDir,
+      "--config-source",
+      "file",
       "--settings-file",
       o.settingsFile,
       "--delete-timeout-ms",

@@ -89,6 +89,8 @@ export async function startNodeEnvironment(
       `unix://${dir}/controller.sock`,
       "--state-dir",
       join(dir, "controller"),
+      "--config-source",
+      "file",
       "--settings-file",
       settingsFile,
       "--volume-records",

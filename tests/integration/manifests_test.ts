@@ -289,6 +289,8 @@ Deno.test("base: the controller runs the driver with its sidecars on one socket"
     "controller",
     "--endpoint",
     "unix:///csi/csi.sock",
+    "--default-config-map=zerofs-default",
+    "--namespace=$(POD_NAMESPACE)",
   ]);
   const provisioner = byName.get("csi-provisioner") as KubeObject;
   for (

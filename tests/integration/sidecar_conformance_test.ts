@@ -20,6 +20,8 @@ Deno.test("sidecar conformance: provisioner → attacher → resizer → attache
       `unix://${dir}/csi.sock`,
       "--state-dir",
       `${dir}/state`,
+      "--config-source",
+      "file",
       "--settings-file",
       `${dir}/settings.toml`,
     ],

@@ -107,6 +107,7 @@ async function main(args: string[]): Promise<number> {
       }
     }
   } finally {
+    if (Deno.env.get("ZVM_DEBUG")) console.error(env.node.output());
     await env.stop();
   }
   return failed === 0 ? 0 : 1;

@@ -1,0 +1,264 @@
+/**
+ * The controller in a cluster: `main.ts controller` run with the rendered
+ * base Deployment's own arguments, against the Kubernetes API stand-in
+ * (seeded with the base manifests' ConfigMap and Secret, pointed at s3rver)
+ * under the controller ServiceAccount's real RBAC, with no AWS credentials
+ * in its environment. Settings and credentials can only have come through
+ * the API: the StorageClass's ConfigMap, the default ConfigMap (legacy
+ * volumes, volume records) and the Secret they name.
+ *
+ * s3rver checks the access key ID but not signatures, so the Secret's
+ * secret access key is a unique marker the controller's output must never
+ * contain.
+ */
+
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { status } from "@grpc/grpc-js";
+import { type KubeObject, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
+import { renderObjects } from "../fixtures/kube/manifests.ts";
+import { type LocalS3, startS3 } from "../fixtures/s3.ts";
+import {
+  BUCKET,
+  expectCode,
+  listKeys,
+  MOUNT_CAP,
+  putObjects,
+  rawClient,
+  volumeKeys,
+} from "../helpers/controller_s3.ts";
+import { makeTestDir, type RunningDriver, startDriver } from "../helpers/driver.ts";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const MANIFESTS = join(HERE, "..", "..", "manifests", "base");
+const NS = "zerofs";
+const CONTROLLER_SA = "zerofs/zerofs-csi-controller";
+const CONTROLLER_USER = "system:serviceaccount:zerofs:zerofs-csi-controller";
+const DEFAULT_CM = "zerofs-default";
+const AWS_SECRET = "zerofs-aws-credentials";
+const PREFIX = "kube";
+/** Credential variables the AWS SDK's default chain would read; blanked for the controller. */
+const AWS_ENV = [
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_PROFILE",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "AWS_CONFIG_FILE",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
+
+/** The served objects of the rendered manifests, with the ConfigMap and Secret pointed at `s3`. */
+function seedFrom(manifests: KubeObject[], s3: LocalS3, secretValue: string): KubeObject[] {
+  const served = new Set(["ConfigMap", "Secret"]);
+  const seed = manifests.filter((o) => o.apiVersion === "v1" && served.has(o.kind))
+    .map((o) => structuredClone(o));
+  const cm = seed.find((o) => o.kind === "ConfigMap" && o.metadata.name === DEFAULT_CM);
+  assert(cm, `the base manifests have no ConfigMap ${DEFAULT_CM}`);
+  assert.equal(cm.data.awsCredentialsSecretName, AWS_SECRET, "base ConfigMap names the Secret");
+  Object.assign(cm.data, {
+    storageURL: `s3://${BUCKET}/${PREFIX}`,
+    awsEndpoint: s3.endpoint,
+    awsAllowHTTP: "true",
+  });
+  const aws = seed.find((o) => o.kind === "Secret" && o.metadata.name === AWS_SECRET);
+  assert(aws, `the base manifests have no Secret ${AWS_SECRET}`);
+  aws.stringData = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: secretValue };
+  seed.push({
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: { name: "zerofs-nosecret", namespace: NS },
+    data: { ...cm.data, awsCredentialsSecretName: "no-such-secret" },
+  });
+  return seed;
+}
+
+/**
+ * The driver container's args in the rendered controller Deployment, with
+ * `$(VAR)` expanded from its env (fieldRef metadata.namespace → `NS`) and the
+ * socket moved to `socket`.
+ */
+function controllerArgs(manifests: KubeObject[], socket: string): string[] {
+  const deploy = manifests.find((o) =>
+    o.kind === "Deployment" && o.metadata.name === "zerofs-csi-controller"
+  );
+  const container = deploy?.spec.template.spec.containers.find((c: KubeObject) =>
+    c.name === "zerofs-csi"
+  );
+  assert(container, "no zerofs-csi container in the controller Deployment");
+  const vars: Record<string, string> = {};
+  for (const e of container.env ?? []) {
+    if (e.valueFrom?.fieldRef?.fieldPath === "metadata.namespace") vars[e.name] = NS;
+  }
+  const args: string[] = container.args.map((a: string) =>
+    a.replace(/\$\((\w+)\)/g, (_: string, v: string) => {
+      assert(v in vars, `arg ${a} refers to $(${v}), which the container does not define`);
+      return vars[v];
+    })
+  );
+  assert.equal(args[0], "controller");
+  const i = args.indexOf("--endpoint");
+  assert(i > 0, "the Deployment passes --endpoint");
+  args[i + 1] = `unix://${socket}`;
+  return args.slice(1);
+}
+
+function controllerRequests(api: KubeStandin) {
+  return api.requests.filter((r) => r.user === CONTROLLER_USER);
+}
+
+Deno.test("controller (in a cluster): settings and credentials through the Kubernetes API", async (t) => {
+  const dir = await makeTestDir();
+  const secretValue = `kube-secret-${crypto.randomUUID()}`;
+  const s3 = await startS3();
+  const client = rawClient(s3);
+  let api: KubeStandin | undefined;
+  let driver: RunningDriver | undefined;
+  try {
+    await s3.createBucket(BUCKET);
+    const manifests = await renderObjects(MANIFESTS);
+    api = await startKubeStandin({
+      manifestsDir: MANIFESTS,
+      tempRoot: dir,
+      seed: seedFrom(manifests, s3, secretValue),
+    });
+    const env: Record<string, string> = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
+    for (const name of [...AWS_ENV, ...Object.keys(Deno.env.toObject())]) {
+      if (name.startsWith("AWS_")) env[name] = "";
+    }
+    const args = [
+      ...controllerArgs(manifests, `${dir}/controller.sock`),
+      "--state-dir",
+      `${dir}/state`,
+      "--kubeconfig",
+      api.kubeconfigFor(CONTROLLER_SA),
+    ];
+    assert.ok(args.includes(`--default-config-map=${DEFAULT_CM}`), args.join(" "));
+    assert.ok(args.includes(`--namespace=${NS}`), args.join(" "));
+    driver = await startDriver({ mode: "controller", args, env });
+    const c = driver.client.controller;
+    const kube = api;
+    const create = (name: string, parameters: Record<string, string>) =>
+      c.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], parameters });
+
+    await t.step("starts with the default ConfigMap's volume records in the object store", () => {
+      assert.match(driver!.output(), /"msg":"settings sources".*"config_source":"api"/);
+      assert.match(
+        driver!.output(),
+        new RegExp(`"msg":"volume records in the object store".*s3://${BUCKET}/${PREFIX}/`),
+      );
+    });
+
+    await t.step("CreateVolume with configMapName (pre-flight on) succeeds", async () => {
+      const res = await create("pvc-kube-1", { configMapName: DEFAULT_CM });
+      assert.equal(res.volume.volume_id, "pvc-kube-1");
+      const record = `${PREFIX}/.zerofs-csi-volumes/pvc-kube-1.json`;
+      assert.deepEqual(await listKeys(client, record), [record], "record in the object store");
+      const got = (resource: string, name: string) =>
+        controllerRequests(kube).some((r) =>
+          r.verb === "get" && r.resource === resource && r.name === name && r.namespace === NS &&
+          r.allowed && r.code === 200
+        );
+      assert.ok(got("configmaps", DEFAULT_CM), "ConfigMap read through the API");
+      assert.ok(got("secrets", AWS_SECRET), "Secret read through the API");
+    });
+
+    await t.step("credentials are the Secret's, read on every call", async () => {
+      const type = kube.typeOf("v1", "Secret");
+      const original = kube.objects.get(type, NS, AWS_SECRET);
+      const wrong = structuredClone(original);
+      wrong.data.AWS_ACCESS_KEY_ID = btoa("WRONGKEY");
+      delete wrong.metadata.resourceVersion;
+      kube.objects.update(type, NS, wrong);
+      try {
+        const err = await expectCode(
+          create("pvc-kube-wrongkey", { configMapName: DEFAULT_CM, preflight: "true" }),
+          status.FAILED_PRECONDITION,
+          /InvalidAccessKeyId/,
+        );
+        assert.ok(!err.details.includes(secretValue), "secret in the error");
+      } finally {
+        const restored = structuredClone(original);
+        delete restored.metadata.resourceVersion;
+        kube.objects.update(type, NS, restored);
+      }
+    });
+
+    await t.step("a missing ConfigMap or Secret is FAILED_PRECONDITION naming it", async () => {
+      await expectCode(
+        create("pvc-kube-nocm", { configMapName: "no-such-config" }),
+        status.FAILED_PRECONDITION,
+        /ConfigMap "no-such-config" \(StorageClass parameter\) does not exist; create it in namespace "zerofs"/,
+      );
+      await expectCode(
+        create("pvc-kube-nosecret", { configMapName: "zerofs-nosecret" }),
+        status.FAILED_PRECONDITION,
+        /Secret "no-such-secret" \(awsCredentialsSecretName\) in namespace "zerofs" does not exist/,
+      );
+      for (const name of ["pvc-kube-nocm", "pvc-kube-nosecret", "pvc-kube-wrongkey"]) {
+        await expectCode(
+          c.ValidateVolumeCapabilities({ volume_id: name, volume_capabilities: [MOUNT_CAP] }),
+          status.NOT_FOUND,
+        );
+      }
+    });
+
+    await t.step("DeleteVolume removes the volume's objects and its record", async () => {
+      const neighbour = `${PREFIX}/pvc-kube-10/wal/000000.sst`;
+      await putObjects(client, [...volumeKeys(`${PREFIX}/pvc-kube-1/`, 7), neighbour]);
+      assert.deepEqual(await c.DeleteVolume({ volume_id: "pvc-kube-1" }), {});
+      assert.deepEqual(await listKeys(client, `${PREFIX}/pvc-kube-1/`), []);
+      assert.deepEqual(await listKeys(client, `${PREFIX}/.zerofs-csi-volumes/pvc-kube-1.json`), []);
+      assert.deepEqual(await listKeys(client, neighbour), [neighbour], "neighbour kept");
+    });
+
+    await t.step("a volume without a record is deleted through the default ConfigMap", async () => {
+      await putObjects(client, volumeKeys(`${PREFIX}/pvc-legacy/`, 4));
+      assert.deepEqual(await c.DeleteVolume({ volume_id: "pvc-legacy" }), {});
+      assert.deepEqual(await listKeys(client, `${PREFIX}/pvc-legacy/`), []);
+      assert.match(driver!.output(), /"msg":"volume objects deleted".*pvc-legacy/);
+    });
+
+    await t.step("every request was allowed and each of the driver's grants was used", () => {
+      const requests = controllerRequests(kube);
+      assert.ok(requests.length > 0);
+      const denied = requests.filter((r) => !r.allowed);
+      assert.deepEqual(denied, [], "requests the manifests' RBAC refused");
+      assert.deepEqual(
+        requests.filter((r) => r.verb !== "get" || r.namespace !== NS).map((r) =>
+          `${r.verb} ${r.resource}`
+        ),
+        [],
+        "the controller only gets objects in its namespace",
+      );
+      // Every rule granted to the controller binary itself was used (its sidecars
+      // have their own roles).
+      const unused = kube.unusedGrants(CONTROLLER_SA, (g) => g.rbacFor === "driver")
+        .map((u) => `${u.verb} ${u.group}/${u.resource}`);
+      assert.deepEqual(unused, []);
+    });
+
+    await t.step("no secret value in the output or the volume records", async () => {
+      await create("pvc-kube-rec", { configMapName: DEFAULT_CM, deletePolicy: "retain" });
+      const out = await client.send(
+        new GetObjectCommand({
+          Bucket: BUCKET,
+          Key: `${PREFIX}/.zerofs-csi-volumes/pvc-kube-rec.json`,
+        }),
+      );
+      assert.ok(!(await out.Body!.transformToString()).includes(secretValue));
+      await driver!.stop();
+      assert.ok(!driver!.output().includes(secretValue), "secret value in the controller output");
+    });
+  } finally {
+    await driver?.stop();
+    await api?.stop();
+    client.destroy();
+    await s3.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
