@@ -120,6 +120,12 @@ export class KernelAttacher implements Attacher {
     for (const name of names) {
       if (!(await this.#deviceState(name)).connected) return name;
     }
+    if (names.length === 0) {
+      throw new NoFreeDeviceError(
+        `Cannot attach volume "${volumeId}": the kernel has no nbd devices. ` +
+          `Load the module first ("modprobe nbd nbds_max=64") or use --attach-mode userspace.`,
+      );
+    }
     throw new NoFreeDeviceError(
       `Cannot attach volume "${volumeId}": all ${names.length} nbd devices are in use. ` +
         `Move workloads or load the nbd module with a larger nbds_max.`,

@@ -118,6 +118,20 @@ Deno.test("kernel attach with every device busy throws NoFreeDeviceError", async
   }
 });
 
+Deno.test("kernel attach without the nbd module says to load it", async () => {
+  const node = await fakeNode(0);
+  try {
+    assert.equal(await node.attacher.capacity(), 0);
+    await assert.rejects(
+      node.attacher.attach(TARGET, () => Promise.resolve()),
+      (e) => e instanceof NoFreeDeviceError && /no nbd devices.*modprobe nbd/.test(e.message),
+    );
+    assert.deepEqual(node.calls, []);
+  } finally {
+    await node.cleanup();
+  }
+});
+
 Deno.test("kernel attach that shows size 0 disconnects and throws", async () => {
   const node = await fakeNode(1, { connectedSectors: 0 });
   try {

@@ -28,7 +28,7 @@ export async function run(): Promise<BenchReport> {
         mount: { fs_type: "ext4" },
         access_mode: { mode: "SINGLE_NODE_WRITER" },
       }],
-      parameters: { storageURL: "s3://bucket/volumes" },
+      parameters: { storageURL: "s3://bucket/volumes", preflight: "false" },
     });
     await sample(WARMUP, (i) => c.CreateVolume(req(`pvc-warmup-${i}`)));
     const fresh = await sample(CALLS, (i) => c.CreateVolume(req(`pvc-bench-${i}`)));

@@ -222,6 +222,13 @@ export async function zerofsKilled(s: Scenario): Promise<void> {
     return true;
   }, { timeoutMs: 15_000 });
 
+  // Kubelet retries NodeStageVolume on a staged volume: that must not restart ZeroFS under it.
+  const retry = await s.node.NodeStageVolume(req.stage, CALL_MS).then(
+    () => "OK",
+    (e) => String(e),
+  );
+  s.facts.stageRetryWhileDead = retry;
+
   // Watch for a silent reconnect: no new ZeroFS, and the device keeps failing I/O.
   const watchUntil = performance.now() + WATCH_MS;
   let probes = 0;

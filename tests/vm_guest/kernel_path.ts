@@ -9,7 +9,8 @@
  * Usage (as root, in the guest):
  *   deno run -A --config deno.json tests/vm_guest/kernel_path.ts lifecycle-ext4 drill-cycles=50 …
  * A scenario's argument follows `=`; see {@linkcode SCENARIOS}. Exit code 0
- * when every scenario passed, 1 otherwise.
+ * when every scenario passed, 1 otherwise. `ZVM_DEBUG=1` prints the node
+ * agent's whole log at the end.
  *
  * @module
  */

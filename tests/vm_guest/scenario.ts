@@ -10,9 +10,12 @@ import assert from "node:assert/strict";
 import { findMountByTarget } from "../../blockdev/mod.ts";
 import {
   assertNothingLeft,
+  findLeftovers,
+  isStillRunning,
   type NodeEnvironment,
   type ProcessInfo,
   readVolumeState,
+  volumeStateDir,
 } from "../helpers/node_env.ts";
 import { type AccessKind, nodeRequests } from "../helpers/volume_steps.ts";
 import { assertNbdConnected, assertNbdFree } from "./kernel_state.ts";
@@ -66,13 +69,25 @@ export class Scenario {
   }
 
   /**
-   * Unstage and check the order's outcome: the device free in sysfs and
-   * nothing of the volume left (mount, process, socket, state directory).
+   * Unstage and check the order's outcome: the device free in sysfs, nothing
+   * of the volume left (mount, state directory, any process naming it, any
+   * of `processes`), and once no other volume is staged nothing at all.
    */
   async unstage(req: NodeRequests, device: string, processes: ProcessInfo[]): Promise<void> {
     await this.node.NodeUnstageVolume(req.unstage, CALL_MS);
     await assertNbdFree(device);
-    await assertNothingLeft(this.env, processes);
+    assert.equal(await findMountByTarget(req.staging), undefined, `${req.staging} still mounted`);
+    const dir = volumeStateDir(this.env, req.unstage.volume_id);
+    await assert.rejects(Deno.lstat(dir), Deno.errors.NotFound, `${dir} is left`);
+    const left = (await findLeftovers(this.env)).processes.filter((p) => p.includes(dir));
+    assert.deepEqual(left, [], "processes of the unstaged volume");
+    if ((await findLeftovers(this.env)).volumeDirs.length === 0) {
+      await assertNothingLeft(this.env, processes);
+    } else {
+      for (const p of processes) {
+        assert.ok(!(await isStillRunning(p)), `still running: ${p.pid} ${p.argv.join(" ")}`);
+      }
+    }
   }
 
   /** Best effort after a failure: unpublish and unstage what this scenario touched. */
