@@ -13,6 +13,7 @@
 
 import {
   deleteVolumeData,
+  hasVolumeData,
   type ObjectStoreAccess,
   preflightCheck,
   resolveVolumeLocation,
@@ -256,7 +257,9 @@ async function requireVolume(deps: ControllerDeps, id: string): Promise<VolumeEn
 }
 
 function checkFsMatches(entry: VolumeEntry, cap: Capability, field: string): void {
-  if (cap.fsType && cap.fsType !== entry.volumeContext.fsType) {
+  // An adopted volume of the original driver has no recorded filesystem: the node decides.
+  const recorded = entry.volumeContext.fsType;
+  if (cap.fsType && recorded && cap.fsType !== recorded) {
     throw invalidArgument(
       `${field}.mount.fs_type "${cap.fsType}" differs from the volume's filesystem ` +
         `"${entry.volumeContext.fsType}"`,
@@ -270,7 +273,8 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
   const nodeId = parseRequiredString(req.node_id, "node_id");
   const cap = parseCapability(req.volume_capability);
   if (typeof req.readonly !== "boolean") throw invalidArgument("readonly is required");
-  const entry = await requireVolume(deps, id);
+  const entry = await deps.registry.get(id) ?? await adoptLegacyVolume(deps, id, req.secrets);
+  if (!entry || entry.retainedAt) throw notFound(`volume ${id} does not exist`);
   checkFsMatches(entry, cap, "volume_capability");
   const nodes = entry.publishedNodes ?? [];
   if (!nodes.includes(nodeId)) {
@@ -278,6 +282,35 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
   }
   const readonly = req.readonly || READ_ONLY_ACCESS_MODES.has(cap.accessMode);
   return { publish_context: { readonly: String(readonly) } };
+}
+
+/**
+ * A volume of the original Go driver (volume ID = PV name) has no record but
+ * has objects under the default storageURL: record it on its first attach,
+ * so attach tracking and DeleteVolume's guard cover it from then on. No
+ * objects there → null (NOT_FOUND).
+ */
+async function adoptLegacyVolume(
+  deps: ControllerDeps,
+  id: string,
+  secrets: Record<string, string> = {},
+): Promise<VolumeEntry | null> {
+  const access = await deps.settings.legacyAccess(secrets);
+  if (!access || !(await hasVolumeData({ ...access, volumeId: id }))) return null;
+  const configMapName = deps.settings.defaultConfigMapName;
+  const entry: VolumeEntry = {
+    name: id,
+    capacityBytes: 0,
+    volumeContext: {},
+    parameters: configMapName ? { configMapName } : {},
+    createdAt: (deps.now?.() ?? new Date()).toISOString(),
+  };
+  await deps.registry.put(entry);
+  deps.log.log("info", "adopted a volume without a record (original driver)", {
+    volume_id: id,
+    location: resolveVolumeLocation(access.settings, id).url,
+  });
+  return entry;
 }
 
 /** Removes `node_id` (empty = every node) from publishedNodes; unknown volume = already done. */

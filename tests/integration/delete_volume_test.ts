@@ -126,6 +126,25 @@ Deno.test("DeleteVolume against s3rver", async (t) => {
       assert.deepEqual(await c.DeleteVolume({ volume_id: "pvc-never-existed" }), {});
     });
 
+    await t.step("a volume of the original driver is adopted at its first attach", async () => {
+      const publish = (volume_id: string) =>
+        c.ControllerPublishVolume({
+          volume_id,
+          node_id: "node-old",
+          volume_capability: MOUNT_CAP,
+          readonly: false,
+        });
+      await expectCode(publish("pvc-nothing-here"), status.NOT_FOUND);
+      await putObjects(client, volumeKeys("base/pvc-old/", 3));
+      assert.deepEqual(await publish("pvc-old"), { publish_context: { readonly: "false" } });
+      await a.waitForOutput(/adopted a volume without a record.*pvc-old/);
+      await expectCode(c.DeleteVolume({ volume_id: "pvc-old" }), status.FAILED_PRECONDITION);
+      assert.equal((await listKeys(client, "base/pvc-old/")).length, 3);
+      await c.ControllerUnpublishVolume({ volume_id: "pvc-old", node_id: "node-old" });
+      assert.deepEqual(await c.DeleteVolume({ volume_id: "pvc-old" }), {});
+      assert.deepEqual(await listKeys(client, "base/pvc-old/"), []);
+    });
+
     await t.step(
       "wrong credentials: FAILED_PRECONDITION naming the code and endpoint, never the secret",
       async () => {

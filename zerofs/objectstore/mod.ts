@@ -32,3 +32,4 @@ export {
   withRetries,
 } from "./retry.ts";
 export { loadS3Sdk, type S3Sdk } from "./sdk.ts";
+export { hasVolumeData } from "./exists.ts";
