@@ -14,6 +14,7 @@ import type { NodeVolumeState } from "../../csi/node/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
+import type { CsiClient } from "./csi_client.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
 
 /** A running controller + node pair and the paths around them. */
@@ -353,18 +354,26 @@ async function cleanUpVolumes(env: NodeEnvironment): Promise<void> {
     await env.node.stop().catch(() => {});
     await env.restartNode();
   }
-  for await (const entry of readDirIfExists(join(env.stateDir, "v"))) {
-    const text = await Deno.readTextFile(join(env.stateDir, "v", entry.name, "state.json"))
+  await unstageRecordedVolumes(env.node.client, env.stateDir);
+}
+
+/**
+ * Unpublish and unstage, through the CSI API, every volume a node's state
+ * directory still records (test clean-up; failures are printed, not thrown).
+ */
+export async function unstageRecordedVolumes(client: CsiClient, stateDir: string): Promise<void> {
+  for await (const entry of readDirIfExists(join(stateDir, "v"))) {
+    const text = await Deno.readTextFile(join(stateDir, "v", entry.name, "state.json"))
       .catch(() => null);
     if (text === null) continue;
     const state = JSON.parse(text) as NodeVolumeState;
     for (const t of state.publishedTargets) {
-      await env.node.client.node.NodeUnpublishVolume(
+      await client.node.NodeUnpublishVolume(
         { volume_id: state.volumeId, target_path: t.path },
         CLEANUP_CALL_MS,
       ).catch((e) => console.error(`cleanup: unpublish ${t.path}: ${e}`));
     }
-    await env.node.client.node.NodeUnstageVolume(
+    await client.node.NodeUnstageVolume(
       { volume_id: state.volumeId, staging_target_path: state.stagingPath },
       CLEANUP_CALL_MS,
     ).catch((e) => console.error(`cleanup: unstage ${state.volumeId}: ${e}`));
@@ -375,15 +384,25 @@ async function forceCleanUp(env: NodeEnvironment): Promise<void> {
   const left = await findLeftovers(env);
   if (Object.values(left).every((list) => list.length === 0)) return;
   console.error(`cleanup by hand: ${JSON.stringify(left, null, 2)}`);
-  const under = (p: string) => p.startsWith(env.dir + "/");
+  await removeLeftoversUnder(
+    env.dir,
+    new Set([env.node.process.pid, env.controller.process.pid, Deno.pid]),
+  );
+}
+
+/**
+ * What the CSI calls could not remove under `dir`: lazy unmounts, loop
+ * devices, and every process naming `dir` except `keepPids`.
+ */
+export async function removeLeftoversUnder(dir: string, keepPids: Set<number>): Promise<void> {
+  const under = (p: string) => p.startsWith(dir + "/");
   const mounts = (await readMountInfo()).filter((m) => under(m.mountPoint)).reverse();
   for (const m of mounts) await quiet("umount", ["-l", m.mountPoint]);
   for (const l of await listLoopDevices()) {
     if (under(l.backingFile)) await quiet("losetup", ["-d", l.device]);
   }
-  const drivers = new Set([env.node.process.pid, env.controller.process.pid, Deno.pid]);
   for (const p of await listProcesses()) {
-    if (!drivers.has(p.pid) && p.argv.some((a) => a.includes(env.dir))) {
+    if (!keepPids.has(p.pid) && p.argv.some((a) => a.includes(dir))) {
       try {
         Deno.kill(p.pid, "SIGKILL");
       } catch { /* gone */ }

@@ -11,8 +11,7 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { findMountByTarget, listLoopDevices, readMountInfo } from "../../blockdev/mod.ts";
-import type { NodeVolumeState } from "../../csi/node/mod.ts";
+import { findMountByTarget } from "../../blockdev/mod.ts";
 import { zerofsPodName } from "../../zerofs/mod.ts";
 import { type KubeObject, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
@@ -24,6 +23,8 @@ import {
   listProcesses,
   type NodeEnvironment,
   type ProcessInfo,
+  removeLeftoversUnder,
+  unstageRecordedVolumes,
 } from "../helpers/node_env.ts";
 import {
   assertContent,
@@ -331,8 +332,6 @@ Deno.test("node (pod runner): a bad ConfigMap key is INVALID_ARGUMENT, a missing
   });
 });
 
-const CLEANUP_CALL_MS = 60_000;
-
 /** Unpublish and unstage through the CSI API whatever the node still records. */
 async function cleanUpVolumes(env: PodEnv): Promise<void> {
   const alive = await env.node.client.node.NodeGetCapabilities({}, 2_000).then(
@@ -343,43 +342,10 @@ async function cleanUpVolumes(env: PodEnv): Promise<void> {
     await env.node.stop().catch(() => {});
     await env.startNode();
   }
-  const root = join(env.stateDir, "v");
-  const entries = await Array.fromAsync(Deno.readDir(root)).catch(() => []);
-  for (const entry of entries) {
-    const text = await Deno.readTextFile(join(root, entry.name, "state.json")).catch(() => null);
-    if (text === null) continue;
-    const state = JSON.parse(text) as NodeVolumeState;
-    for (const t of state.publishedTargets) {
-      await env.node.client.node.NodeUnpublishVolume(
-        { volume_id: state.volumeId, target_path: t.path },
-        CLEANUP_CALL_MS,
-      ).catch((e) => console.error(`cleanup: unpublish ${t.path}: ${e}`));
-    }
-    await env.node.client.node.NodeUnstageVolume(
-      { volume_id: state.volumeId, staging_target_path: state.stagingPath },
-      CLEANUP_CALL_MS,
-    ).catch((e) => console.error(`cleanup: unstage ${state.volumeId}: ${e}`));
-  }
+  await unstageRecordedVolumes(env.node.client, env.stateDir);
 }
 
 /** What the CSI calls could not remove: lazy unmounts, loop devices, helper processes. */
-async function forceCleanUp(dir: string): Promise<void> {
-  const under = (p: string) => p.startsWith(dir + "/");
-  for (const m of (await readMountInfo()).filter((m) => under(m.mountPoint)).reverse()) {
-    await quiet("umount", ["-l", m.mountPoint]);
-  }
-  for (const l of await listLoopDevices()) {
-    if (under(l.backingFile)) await quiet("losetup", ["-d", l.device]);
-  }
-  for (const p of await listProcesses()) {
-    if (p.pid !== Deno.pid && p.argv.some((a) => a.includes(dir))) {
-      try {
-        Deno.kill(p.pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-  }
-}
-
-async function quiet(cmd: string, args: string[]): Promise<void> {
-  await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output().catch(() => {});
+function forceCleanUp(dir: string): Promise<void> {
+  return removeLeftoversUnder(dir, new Set([Deno.pid]));
 }
