@@ -35,10 +35,14 @@ export async function processArgv(pid: number, procRoot = "/proc"): Promise<stri
   }
 }
 
-/** Reading /proc/<pid>/… of a process that is exiting fails with ENOENT or ESRCH. */
+/**
+ * Reading /proc/<pid>/… of a process that is exiting fails with ENOENT or
+ * ESRCH. Deno maps the first to NotFound but surfaces the second only as
+ * "No such process (os error 3)", with no code to test.
+ */
 function isGone(e: unknown): boolean {
   return e instanceof Deno.errors.NotFound ||
-    (e instanceof Error && (e as { code?: string }).code === "ESRCH");
+    (e instanceof Error && e.message.includes("(os error 3)"));
 }
 
 /** Send `signal` to `pid`; a process that is already gone is not an error. */
