@@ -31,7 +31,12 @@ export {
 export { LockTimeoutError, NodeLock, type NodeLockHandle, type NodeLockOptions } from "./lock.ts";
 export { KernelAttacher, type KernelAttacherOptions } from "./kernel.ts";
 export { fusePaths, UserspaceAttacher, type UserspaceAttacherOptions } from "./userspace.ts";
-export { isKernelModuleAvailable, selectAttacher, type SelectAttacherOptions } from "./select.ts";
+export {
+  isKernelModuleAvailable,
+  loadKernelModule,
+  selectAttacher,
+  type SelectAttacherOptions,
+} from "./select.ts";
 export {
   deviceSizeBytes,
   isZeroed,

@@ -27,22 +27,34 @@ export interface SelectAttacherOptions {
 /** modprobe: 0 = the module (or a builtin) can be loaded; 1 = not found. */
 const MODPROBE_NOT_FOUND = 1;
 
-/** True when `modprobe -n` (dry run) finds the module. */
-export async function isKernelModuleAvailable(
+/** `modprobe [-n] -q MODULE`: true when the module is loaded (or, dry run, could be). */
+async function modprobe(
   module: string,
-  opts: ToolOptions = {},
+  opts: ToolOptions & { dryRun: boolean },
 ): Promise<boolean> {
-  const { exitCode } = await (opts.runner ?? runTool)("modprobe", ["-n", "-q", module], {
+  const args = [...(opts.dryRun ? ["-n"] : []), "-q", module];
+  const { exitCode } = await (opts.runner ?? runTool)("modprobe", args, {
     okExitCodes: [MODPROBE_NOT_FOUND],
     timeoutMs: opts.timeoutMs,
   });
   return exitCode === 0;
 }
 
+/** True when `modprobe -n` (dry run) finds the module. */
+export function isKernelModuleAvailable(module: string, opts: ToolOptions = {}): Promise<boolean> {
+  return modprobe(module, { ...opts, dryRun: true });
+}
+
+/** Load a module with its defaults; false when modprobe cannot. */
+export function loadKernelModule(module: string, opts: ToolOptions = {}): Promise<boolean> {
+  return modprobe(module, { ...opts, dryRun: false });
+}
+
 /**
  * The attacher for `mode`. `auto` picks kernel when `/dev/nbd0` exists, the
- * module is loaded (`/sys/module/nbd`) or `modprobe` can load it; otherwise
- * userspace.
+ * module is loaded (`/sys/module/nbd`), or `modprobe` finds and loads it
+ * (with its default nbds_max; the DaemonSet loads it with a chosen one);
+ * otherwise userspace.
  */
 export async function selectAttacher(opts: SelectAttacherOptions): Promise<Attacher> {
   const mode = opts.mode === "auto" ? await detectMode(opts) : opts.mode;
@@ -66,7 +78,8 @@ export async function selectAttacher(opts: SelectAttacherOptions): Promise<Attac
 async function detectMode(opts: SelectAttacherOptions): Promise<"kernel" | "userspace"> {
   if (await exists(`${opts.devRoot ?? "/dev"}/nbd0`)) return "kernel";
   if (await exists(`${opts.sysRoot ?? "/sys"}/module/nbd`)) return "kernel";
-  return await isKernelModuleAvailable("nbd", { runner: opts.runner }) ? "kernel" : "userspace";
+  if (!(await isKernelModuleAvailable("nbd", { runner: opts.runner }))) return "userspace";
+  return await loadKernelModule("nbd", { runner: opts.runner }) ? "kernel" : "userspace";
 }
 
 async function exists(path: string): Promise<boolean> {

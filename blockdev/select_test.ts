@@ -46,9 +46,9 @@ Deno.test("auto asks modprobe -n -q nbd and picks userspace on exit 1", async ()
   });
 });
 
-Deno.test("auto picks kernel when modprobe can load nbd", async () => {
+Deno.test("auto loads nbd and picks kernel when modprobe can load it", async () => {
   await withDirs(async ({ dev, sys, lock }) => {
-    const { runner } = recordingRunner([{ exitCode: 0 }]);
+    const { runner, calls } = recordingRunner([{ exitCode: 0 }, { exitCode: 0 }]);
     const attacher = await selectAttacher({
       mode: "auto",
       lock,
@@ -57,6 +57,24 @@ Deno.test("auto picks kernel when modprobe can load nbd", async () => {
       sysRoot: sys,
     });
     assert.equal(attacher.mode, "kernel");
+    assert.deepEqual(calls.map((c) => [c.tool, ...c.args]), [
+      ["modprobe", "-n", "-q", "nbd"],
+      ["modprobe", "-q", "nbd"],
+    ]);
+  });
+});
+
+Deno.test("auto falls back to userspace when the module is found but will not load", async () => {
+  await withDirs(async ({ dev, sys, lock }) => {
+    const { runner } = recordingRunner([{ exitCode: 0 }, { exitCode: 1 }]);
+    const attacher = await selectAttacher({
+      mode: "auto",
+      lock,
+      runner,
+      devRoot: dev,
+      sysRoot: sys,
+    });
+    assert.equal(attacher.mode, "userspace");
   });
 });
 

@@ -201,7 +201,7 @@ export class ProcessRunner implements ZeroFsRunner {
     await rotateLog(files.log);
     const args = ["run", "-c", files.config, ...(spec.readOnly ? ["--read-only"] : [])];
     const pid = await spawnDetached(this.#bin, args, { logPath: files.log, env: spec.secretEnv });
-    const startTicks = await readStartTicks(pid);
+    const startTicks = await readStartTicksOfNew(pid);
     const record: RunnerRecord = {
       schema: RECORD_SCHEMA,
       volumeId: spec.volumeId,
@@ -292,6 +292,20 @@ async function isSameProcess(record: RunnerRecord): Promise<boolean> {
   // An empty cmdline is the instant of an exec (a wrapper script exec'ing ZeroFS); the start time matched.
   const argv = await readCmdline(record.pid);
   return argv.length === 0 || runsConfig(argv, record.configPath);
+}
+
+/**
+ * The start time of a process just spawned. Reading /proc while it execs
+ * (the launcher exec'ing ZeroFS) can fail for an instant, so a few quick
+ * retries; null only when it is really gone.
+ */
+async function readStartTicksOfNew(pid: number): Promise<number | null> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const ticks = await readStartTicks(pid);
+    if (ticks !== null) return ticks;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return null;
 }
 
 /** `/proc/<pid>/stat` field 22 (start time in clock ticks); null when gone or a zombie. */

@@ -133,6 +133,9 @@ function rejectIncompatible(prior: NodeVolumeState, input: StageInput): void {
 /** Staged, and everything it stands on still there: the fast, common path of a retry. */
 export async function isStagingIntact(ctx: NodeContext, state: NodeVolumeState): Promise<boolean> {
   if (!state.attachment || !(await ctx.attacher.isConnected(state.attachment))) return false;
+  // A dead ZeroFS under a connected device must surface (FAILED_PRECONDITION below), not pass.
+  const paths = volumePaths(ctx.stateRoot, state.volumeId);
+  if (!(await ctx.runner.status(state.volumeId, paths.dir)).ready) return false;
   if (state.accessType === "block") return true;
   const mount = await findMountByTarget(state.stagingPath);
   return mount?.source === state.attachment.device;

@@ -10,6 +10,7 @@
 import { run as createVolume } from "./create_volume.ts";
 import { run as formatBytes } from "./format_bytes.ts";
 import { run as nodePath } from "./node_path.ts";
+import { run as vmNodePath } from "./vm_node_path.ts";
 import type { BenchReport } from "./report.ts";
 import { formatReport } from "./report.ts";
 
@@ -18,6 +19,7 @@ export const SECTIONS: Array<{ name: string; run: () => Promise<BenchReport | st
   { name: "CreateVolume", run: createVolume },
   { name: "NodePath", run: nodePath },
   { name: "FormatBytes", run: formatBytes },
+  { name: "VmNodePath", run: vmNodePath },
 ];
 
 if (import.meta.main) {
