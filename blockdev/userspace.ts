@@ -149,7 +149,7 @@ export class UserspaceAttacher implements Attacher {
         return 0;
       }
       return undefined;
-    }, { timeoutMs, maxIntervalMs: 50 });
+    }, { timeoutMs, initialIntervalMs: 2, maxIntervalMs: 10 });
     if (size !== undefined && !helperExited) return size;
     const why = helperExited ? "nbdfuse exited" : `its file did not appear within ${timeoutMs} ms`;
     throw new Error(

@@ -22,7 +22,7 @@ import {
   probeSignature,
   unmount,
 } from "../../blockdev/mod.ts";
-import { type VolumePaths, volumePaths } from "../../zerofs/mod.ts";
+import { type NinepClient, type VolumePaths, volumePaths } from "../../zerofs/mod.ts";
 import { alreadyExists, failedPrecondition } from "../errors.ts";
 import type { NodeContext } from "./context.ts";
 import { decideFormat, FormatRefusedError } from "./format_once.ts";
@@ -30,7 +30,12 @@ import { parseStageRequest, type RawRequest, type StageInput } from "./requests.
 import type { NodeVolumeState } from "./state.ts";
 import { StepClock } from "./step_clock.ts";
 import { UndoStack } from "./undo.ts";
-import { prepareVolumeFiles, recordFormatted, type VolumeFiles } from "./volume_files.ts";
+import {
+  prepareVolumeFiles,
+  recordFormatted,
+  type VolumeFiles,
+  withVolumeFs,
+} from "./volume_files.ts";
 import { instanceSpecFor } from "./zerofs_instance.ts";
 
 const ZERO_CHECK_BYTES = 1 << 20;
@@ -74,19 +79,22 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
   if (connected) await requireRunningZeroFs(ctx, input.volumeId, paths);
   else await clock.time("zerofs_start", () => ensureZeroFs(ctx, input, paths, undo));
 
-  const files = await clock.time("ninep", () =>
-    prepareVolumeFiles(paths.ninepSocket, {
-      volumeId: input.volumeId,
-      sizeBytes: input.capacityBytes,
-      readOnly: input.readOnly,
-      recordFsType: input.fsType ?? "block",
-    }));
-  const attachment = connected ??
-    await clock.time("attach", () => attach(ctx, { state, paths, input, undo }));
-  state = { ...state, attachment };
-  if (input.capability.accessType === "mount") {
-    await formatOnceAndMount(ctx, { input, device: attachment.device, files, paths, undo, clock });
-  }
+  // One 9P connection for the device file, the record, and the record's update after mkfs.
+  await withVolumeFs(paths.ninepSocket, async (fs) => {
+    const files = await clock.time("ninep", () =>
+      prepareVolumeFiles(fs, {
+        volumeId: input.volumeId,
+        sizeBytes: input.capacityBytes,
+        readOnly: input.readOnly,
+        recordFsType: input.fsType ?? "block",
+      }));
+    const attachment = connected ??
+      await clock.time("attach", () => attach(ctx, { state, paths, input, undo }));
+    state = { ...state, attachment };
+    if (input.capability.accessType === "mount") {
+      await formatOnceAndMount(ctx, { input, device: attachment.device, files, fs, undo, clock });
+    }
+  });
   await ctx.states.write({ ...state, phase: "staged" });
 }
 
@@ -203,12 +211,12 @@ async function formatOnceAndMount(
     input: StageInput;
     device: string;
     files: VolumeFiles;
-    paths: VolumePaths;
+    fs: NinepClient;
     undo: UndoStack;
     clock: StepClock;
   },
 ): Promise<void> {
-  const { input, device, files, paths, undo, clock } = step;
+  const { input, device, files, fs, undo, clock } = step;
   const fsType = input.fsType!;
   const existing = await findMountByTarget(input.stagingPath);
   if (existing?.source === device) return;
@@ -223,7 +231,9 @@ async function formatOnceAndMount(
       requestedFsType: fsType,
       record: files.record,
       signature: await probeSignature(device),
-      firstMegabyteIsZero: () => isZeroed(device, { bytes: ZERO_CHECK_BYTES }),
+      // A device file this call created is sparse: it reads as zeros without reading it.
+      firstMegabyteIsZero: () =>
+        files.deviceCreated ? Promise.resolve(true) : isZeroed(device, { bytes: ZERO_CHECK_BYTES }),
     }));
   if (decision.action === "refuse") {
     throw new FormatRefusedError(`cannot stage volume "${input.volumeId}": ${decision.reason}`);
@@ -243,7 +253,7 @@ async function formatOnceAndMount(
     await clock.time("mkfs", () => makeFilesystem(device, fsType));
   }
   if (decision.action === "format" || decision.writeRecord) {
-    await recordFormatted(paths.ninepSocket, files.record, fsType);
+    await recordFormatted(fs, files.record, fsType);
   }
   await Deno.mkdir(input.stagingPath, { recursive: true });
   await clock.time("mount", () =>

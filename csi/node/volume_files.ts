@@ -25,6 +25,21 @@ const NINEP_TIMEOUT_MS = 10_000;
 export interface VolumeFiles {
   record: VolumeRecord | null;
   deviceSizeBytes: number;
+  /** This call created the device file: it is sparse, so it reads as zeros. */
+  deviceCreated: boolean;
+}
+
+/** Run `fn` with one 9P connection to the volume's ZeroFS, closed afterwards. */
+export async function withVolumeFs<T>(
+  ninepSocket: string,
+  fn: (client: NinepClient) => Promise<T>,
+): Promise<T> {
+  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
 }
 
 /** How the volume is being staged. */
@@ -42,65 +57,50 @@ export interface PrepareOptions {
  * Read-only: the volume must already exist; nothing is written.
  */
 export async function prepareVolumeFiles(
-  ninepSocket: string,
+  client: NinepClient,
   opts: PrepareOptions,
 ): Promise<VolumeFiles> {
-  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
-  try {
-    const record = await readVolumeRecord(client);
-    const existingSize = await readDeviceFileSize(client, DEVICE_EXPORT);
-    if (opts.readOnly) {
-      if (existingSize === null) {
-        throw failedPrecondition(
-          `volume "${opts.volumeId}" has no device yet, so it cannot be staged read-only; ` +
-            `stage it read-write once first`,
-        );
-      }
-      return { record, deviceSizeBytes: existingSize };
+  const record = await readVolumeRecord(client);
+  const existingSize = await readDeviceFileSize(client, DEVICE_EXPORT);
+  if (opts.readOnly) {
+    if (existingSize === null) {
+      throw failedPrecondition(
+        `volume "${opts.volumeId}" has no device yet, so it cannot be staged read-only; ` +
+          `stage it read-write once first`,
+      );
     }
-    let fresh = record;
-    if (record === null && existingSize === null) {
-      fresh = newRecord(opts.recordFsType);
-      await writeVolumeRecord(client, fresh);
-    }
-    const device = await ensureDeviceFile(client, {
-      name: DEVICE_EXPORT,
-      sizeBytes: opts.sizeBytes,
-    });
-    return { record: fresh, deviceSizeBytes: device.sizeBytes };
-  } finally {
-    await client.close();
+    return { record, deviceSizeBytes: existingSize, deviceCreated: false };
   }
+  let fresh = record;
+  if (record === null && existingSize === null) {
+    fresh = newRecord(opts.recordFsType);
+    await writeVolumeRecord(client, fresh);
+  }
+  const device = await ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes: opts.sizeBytes });
+  return { record: fresh, deviceSizeBytes: device.sizeBytes, deviceCreated: device.created };
 }
 
 /** Grow the device file to at least `sizeBytes`; returns the size it now has. */
 export async function growDeviceFile(ninepSocket: string, sizeBytes: number): Promise<number> {
-  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
-  try {
-    return (await ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes })).sizeBytes;
-  } finally {
-    await client.close();
-  }
+  return await withVolumeFs(
+    ninepSocket,
+    async (client) =>
+      (await ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes })).sizeBytes,
+  );
 }
 
 /** Record that the device now carries a `fsType` filesystem. */
 export async function recordFormatted(
-  ninepSocket: string,
+  client: NinepClient,
   prior: VolumeRecord | null,
   fsType: VolumeRecord["fsType"],
 ): Promise<void> {
-  const client = await NinepClient.connect(ninepSocket, { timeoutMs: NINEP_TIMEOUT_MS });
-  try {
-    const now = new Date().toISOString();
-    await writeVolumeRecord(client, {
-      ...(prior ?? newRecord(fsType)),
-      fsType,
-      formatted: true,
-      formattedAt: now,
-    });
-  } finally {
-    await client.close();
-  }
+  await writeVolumeRecord(client, {
+    ...(prior ?? newRecord(fsType)),
+    fsType,
+    formatted: true,
+    formattedAt: new Date().toISOString(),
+  });
 }
 
 function newRecord(fsType: VolumeRecord["fsType"]): VolumeRecord {

@@ -66,6 +66,10 @@ export async function run(): Promise<BenchReport> {
       add("  attach (nbdfuse + loop)", steps.attach);
       add("  9P device file + record", steps.ninep);
       add("  mount", steps.mount);
+      add("  blkid + zero check", steps.probe);
+      const named = steps.zerofs_start + steps.mkfs + steps.attach + steps.ninep + steps.mount +
+        steps.probe;
+      add("  rest (state records, settings, config, record write)", steps.total - named);
       add(
         "  driver overhead (total - zerofs - mkfs)",
         steps.total - steps.zerofs_start - steps.mkfs,
