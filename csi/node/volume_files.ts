@@ -60,8 +60,11 @@ export async function prepareVolumeFiles(
   client: NinepClient,
   opts: PrepareOptions,
 ): Promise<VolumeFiles> {
-  const record = await readVolumeRecord(client);
-  const existingSize = await readDeviceFileSize(client, DEVICE_EXPORT);
+  // 9P multiplexes requests: the two reads (and the two writes below) travel together.
+  const [record, existingSize] = await Promise.all([
+    readVolumeRecord(client),
+    readDeviceFileSize(client, DEVICE_EXPORT),
+  ]);
   if (opts.readOnly) {
     if (existingSize === null) {
       throw failedPrecondition(
@@ -71,12 +74,13 @@ export async function prepareVolumeFiles(
     }
     return { record, deviceSizeBytes: existingSize, deviceCreated: false };
   }
-  let fresh = record;
-  if (record === null && existingSize === null) {
-    fresh = newRecord(opts.recordFsType);
-    await writeVolumeRecord(client, fresh);
-  }
-  const device = await ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes: opts.sizeBytes });
+  // A brand-new volume gets its record (formatted: false) with its device file. Either
+  // may land first: a device without a record reads as zeros, which allows a format.
+  const fresh = record ?? (existingSize === null ? newRecord(opts.recordFsType) : null);
+  const [device] = await Promise.all([
+    ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes: opts.sizeBytes }),
+    fresh !== record ? writeVolumeRecord(client, fresh!) : Promise.resolve(),
+  ]);
   return { record: fresh, deviceSizeBytes: device.sizeBytes, deviceCreated: device.created };
 }
 
