@@ -12,10 +12,10 @@ COPY main.ts ./
 COPY csi/ csi/
 COPY zerofs/ zerofs/
 COPY blockdev/ blockdev/
-# -P=node: the binary carries the node permission set from deno.json; the controller
-# needs a subset of it.
+# `deno task compile` (deno.json): the binary carries the node permission set (the
+# controller needs a subset of it) and the node agent's V8 heap flags.
 RUN deno install --frozen --entrypoint main.ts \
-  && deno compile --frozen -P=node --output /zerofs-csi main.ts
+  && deno task compile && cp dist/zerofs-csi /zerofs-csi
 
 FROM debian:bookworm-slim
 RUN apt-get update \

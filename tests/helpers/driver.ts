@@ -53,12 +53,23 @@ function socketFromArgs(args: string[]): string {
 }
 
 /** Spawn `deno run -P=<mode> main.ts <mode> …` and wait until Probe answers. */
+/**
+ * The runtime flags (`--v8-flags=…`) deno.json's run task for `mode` gives
+ * the driver, so tests run it exactly as the task and the binary do.
+ */
+function runtimeFlags(mode: "controller" | "node"): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(join(REPO_ROOT, "deno.json")));
+  const task = String(config.tasks?.[mode] ?? "");
+  return task.split(" ").filter((part) => part.startsWith("--v8-flags="));
+}
+
 export async function startDriver(opts: StartDriverOptions): Promise<RunningDriver> {
   const socketPath = socketFromArgs(opts.args);
   const process = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       `-P=${opts.mode}`,
+      ...runtimeFlags(opts.mode),
       "--config",
       join(REPO_ROOT, "deno.json"),
       join(REPO_ROOT, "main.ts"),
