@@ -222,6 +222,11 @@ export async function volumeProcesses(
   const roots = new Set<number>([await zerofsPid(env, volumeId)]);
   const helper = (await readVolumeState(env, volumeId))?.attachment?.helperPid;
   if (helper !== undefined) roots.add(helper);
+  return withDescendants(roots, all);
+}
+
+/** The processes `roots` names and every process below them in `all`. */
+export function withDescendants(roots: Set<number>, all: ProcessInfo[]): ProcessInfo[] {
   const found = all.filter((p) => roots.has(p.pid));
   for (let grew = true; grew;) {
     grew = false;

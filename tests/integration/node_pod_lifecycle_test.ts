@@ -25,6 +25,7 @@ import {
   type ProcessInfo,
   removeLeftoversUnder,
   unstageRecordedVolumes,
+  withDescendants,
 } from "../helpers/node_env.ts";
 import {
   assertContent,
@@ -184,18 +185,7 @@ async function podProcesses(pod: KubeObject): Promise<ProcessInfo[]> {
   const root = Number(
     String(pod.status.containerStatuses[0].containerID).replace("standin://", ""),
   );
-  const all = await listProcesses();
-  const found = all.filter((p) => p.pid === root);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const p of all) {
-      if (!found.includes(p) && found.some((f) => f.pid === p.ppid)) {
-        found.push(p);
-        grew = true;
-      }
-    }
-  }
-  return found;
+  return withDescendants(new Set([root]), await listProcesses());
 }
 
 /** Every process serving the volume: its pod's processes and the node's nbdfuse helper. */
