@@ -9,14 +9,13 @@
  * @module
  */
 
+import { resolveVolumeLocation, type VolumeSettings } from "./settings.ts";
 import {
   ENV_AWS_ACCESS_KEY_ID,
   ENV_AWS_SECRET_ACCESS_KEY,
   ENV_AWS_SESSION_TOKEN,
   ENV_ENCRYPTION_PASSWORD,
-  resolveVolumeLocation,
-  type VolumeSettings,
-} from "./settings.ts";
+} from "./secrets.ts";
 
 /** Where this instance listens and caches; the runner decides these paths. */
 export interface RenderConfigOptions {

@@ -2,7 +2,8 @@ import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { parse } from "smol-toml";
 import { type RenderConfigOptions, renderConfigToml, tomlBasicString } from "./config_toml.ts";
-import { resolveSettings, secretEnv, type VolumeSettings } from "./settings.ts";
+import { resolveSettings, type VolumeSettings } from "./settings.ts";
+import { secretEnv } from "./secrets.ts";
 
 const TRICKY = 'a"b\\c$d\ne\tf\u0001g${HOME}h';
 

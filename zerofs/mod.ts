@@ -19,6 +19,7 @@ export {
 } from "./paths.ts";
 export { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
 export * from "./settings.ts";
+export * from "./secrets.ts";
 export { type RenderConfigOptions, renderConfigToml } from "./config_toml.ts";
 export { NinepClient, ninepHandshake } from "./ninep/mod.ts";
 export { ensureDeviceFile, readDeviceFileSize } from "./device_file.ts";

@@ -36,6 +36,7 @@ import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "./kub
 import { checkSocketPath, volumeDirName, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { RunnerLog } from "./process_runner.ts";
+import { type VolumeSettings } from "./settings.ts";
 import {
   AWS_CREDENTIALS_SECRET_KEYS,
   ENCRYPTION_PASSWORD_SECRET_KEY,
@@ -43,8 +44,7 @@ import {
   ENV_AWS_SECRET_ACCESS_KEY,
   ENV_ENCRYPTION_PASSWORD,
   type SecretValues,
-  type VolumeSettings,
-} from "./settings.ts";
+} from "./secrets.ts";
 import {
   type InstanceSpec,
   type InstanceStatus,

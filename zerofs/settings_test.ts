@@ -4,13 +4,15 @@ import {
   DEFAULT_SETTINGS,
   resolveSettings,
   resolveVolumeLocation,
-  secretEnv,
-  secretValuesFromCsiSecrets,
-  secretValuesFromKubernetesSecrets,
   validateVolumeParameters,
   VOLUME_PARAMETER_KEYS,
   volumeParameterOptions,
 } from "./settings.ts";
+import {
+  secretEnv,
+  secretValuesFromCsiSecrets,
+  secretValuesFromKubernetesSecrets,
+} from "./secrets.ts";
 
 function throwsSettings(fn: () => unknown, pattern: RegExp): SettingsError {
   let caught: unknown;

@@ -5,7 +5,8 @@
  */
 
 import type { VolumePaths } from "./paths.ts";
-import type { SecretValues, VolumeSettings } from "./settings.ts";
+import type { VolumeSettings } from "./settings.ts";
+import type { SecretValues } from "./secrets.ts";
 
 /** Everything a runner needs to run one volume's ZeroFS. */
 export interface InstanceSpec {

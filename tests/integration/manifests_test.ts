@@ -26,12 +26,14 @@ import { StorageClass } from "kubernetes-models/storage.k8s.io/v1/StorageClass";
 import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
 import { grantAllows, grantsFromManifests, type RequestAttributes } from "../fixtures/kube/rbac.ts";
 import {
-  AWS_CREDENTIALS_SECRET_KEYS,
-  ENCRYPTION_PASSWORD_SECRET_KEY,
   resolveSettings,
   validateVolumeParameters,
   VOLUME_PARAMETER_KEYS,
 } from "../../zerofs/settings.ts";
+import {
+  AWS_CREDENTIALS_SECRET_KEYS,
+  ENCRYPTION_PASSWORD_SECRET_KEY,
+} from "../../zerofs/secrets.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/production"];

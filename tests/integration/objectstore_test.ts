@@ -14,7 +14,8 @@ import {
   ObjectStoreError,
   preflightCheck,
 } from "../../zerofs/objectstore/mod.ts";
-import { resolveSettings, type SecretValues, type VolumeSettings } from "../../zerofs/settings.ts";
+import { resolveSettings, type VolumeSettings } from "../../zerofs/settings.ts";
+import { type SecretValues } from "../../zerofs/secrets.ts";
 import { SettingsError } from "../../zerofs/types.ts";
 
 const BUCKET = "volumes";

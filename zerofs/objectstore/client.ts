@@ -8,7 +8,8 @@
 
 import type { S3Client } from "@aws-sdk/client-s3";
 import { loadS3Sdk } from "./sdk.ts";
-import { resolveVolumeLocation, type SecretValues, type VolumeSettings } from "../settings.ts";
+import { resolveVolumeLocation, type VolumeSettings } from "../settings.ts";
+import { type SecretValues } from "../secrets.ts";
 import { SettingsError } from "../types.ts";
 import type { S3ErrorInfo } from "./retry.ts";
 
