@@ -70,7 +70,7 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
   const { input, prior, undo, clock } = run;
   const paths = volumePaths(ctx.stateRoot, input.volumeId);
   let state: NodeVolumeState = { ...(prior ?? initialState(input)), phase: "staging" };
-  await ctx.states.write(state);
+  await clock.time("state", () => ctx.states.write(state));
   if (!prior) undo.push("forget state", () => ctx.states.remove(input.volumeId));
 
   const connected = prior?.attachment && await ctx.attacher.isConnected(prior.attachment)
@@ -95,7 +95,7 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
       await formatOnceAndMount(ctx, { input, device: attachment.device, files, fs, undo, clock });
     }
   });
-  await ctx.states.write({ ...state, phase: "staged" });
+  await clock.time("state", () => ctx.states.write({ ...state, phase: "staged" }));
 }
 
 function initialState(input: StageInput): NodeVolumeState {
@@ -253,7 +253,7 @@ async function formatOnceAndMount(
     await clock.time("mkfs", () => makeFilesystem(device, fsType));
   }
   if (decision.action === "format" || decision.writeRecord) {
-    await recordFormatted(fs, files.record, fsType);
+    await clock.time("record", () => recordFormatted(fs, files.record, fsType));
   }
   await Deno.mkdir(input.stagingPath, { recursive: true });
   await clock.time("mount", () =>

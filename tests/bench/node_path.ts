@@ -67,9 +67,11 @@ export async function run(): Promise<BenchReport> {
       add("  9P device file + record", steps.ninep);
       add("  mount", steps.mount);
       add("  blkid + zero check", steps.probe);
+      add("  volume record after mkfs (9P, fsync)", steps.record);
+      add("  state.json writes (fsync)", steps.state);
       const named = steps.zerofs_start + steps.mkfs + steps.attach + steps.ninep + steps.mount +
-        steps.probe;
-      add("  rest (state records, settings, config, record write)", steps.total - named);
+        steps.probe + steps.record + steps.state;
+      add("  rest (settings, config, mountinfo, undo bookkeeping)", steps.total - named);
       add(
         "  driver overhead (total - zerofs - mkfs)",
         steps.total - steps.zerofs_start - steps.mkfs,
