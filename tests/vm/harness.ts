@@ -21,6 +21,7 @@
 import { findGuestKernel, findHostDenoDir, requireHostTool } from "./host_tools.ts";
 import {
   DENO_DIR_PARAM,
+  REPO_DIR_PARAM,
   ensureInitramfs,
   HOST_ROOT_TAG,
   RUN_DIR_PARAM,
@@ -112,6 +113,7 @@ export async function runInVm(options: RunInVmOptions): Promise<VmResult> {
       "loglevel=4",
       `${RUN_DIR_PARAM}=${runDir}`,
       `${DENO_DIR_PARAM}=${hostDenoDir}`,
+      `${REPO_DIR_PARAM}=${options.cwd ?? REPO_DIR}`,
       options.nbdsMax === undefined ? "" : `nbd.nbds_max=${options.nbdsMax}`,
       options.kernelCmdline ?? "",
     ].filter(Boolean).join(" ");

@@ -14,6 +14,8 @@ export const HOST_ROOT_TAG = "hostroot";
 export const RUN_DIR_PARAM = "zvm.run";
 /** Kernel command-line key that names the host's DENO_DIR (read by `/init`). */
 export const DENO_DIR_PARAM = "zvm.denodir";
+/** Kernel command-line key that names the repository the guest works in (read by `/init`). */
+export const REPO_DIR_PARAM = "zvm.repo";
 /** The guest's DENO_DIR: on tmpfs, because Deno's sqlite caches fail on 9p. */
 export const GUEST_DENO_DIR = "/run/zvm/deno-dir";
 /** Name of the stage-2 script inside a run directory. */
@@ -125,6 +127,7 @@ mount -t sysfs sysfs /sys || fail "mount /sys"
 mount -t devtmpfs devtmpfs /dev || fail "mount /dev"
 run_dir=$(cmdline_value ${RUN_DIR_PARAM.replace(".", "\\\\.")})
 host_deno_dir=$(cmdline_value ${DENO_DIR_PARAM.replace(".", "\\\\.")})
+repo_dir=$(cmdline_value ${REPO_DIR_PARAM.replace(".", "\\\\.")})
 [ -n "$run_dir" ] && [ -n "$host_deno_dir" ] || fail "${RUN_DIR_PARAM}= or ${DENO_DIR_PARAM}= missing"
 ${insmods}
 # cache=loose: fastest under TCG; safe because the host does not change files under a
@@ -132,8 +135,15 @@ ${insmods}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=${NINEP_MSIZE_BYTES},cache=loose \\
   ${HOST_ROOT_TAG} /newroot || fail "mount the host root over 9p"
 # The host's /run and /tmp are plain directories: every guest socket must land on tmpfs.
+# A repository checked out below them (a CI clone in /tmp) is bound back in.
+mkdir -p /hostroot && mount --bind /newroot /hostroot || fail "bind the host root"
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "mount /run"
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "mount /tmp"
+case "$repo_dir" in
+  /run/*|/tmp/*)
+    mkdir -p "/newroot$repo_dir" && mount --bind "/hostroot$repo_dir" "/newroot$repo_dir" \
+      || fail "bind the repository $repo_dir";;
+esac
 for fs in proc sys dev; do mount --move /$fs /newroot/$fs || fail "move /$fs"; done
 mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/run/lock || fail "mkdir under /dev"
 mount -t devpts -o mode=620,ptmxmode=666 devpts /newroot/dev/pts || fail "mount /dev/pts"

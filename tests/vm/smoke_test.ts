@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runInVm, VmError } from "./mod.ts";
+import { REPO_DIR, runInVm, VmError } from "./mod.ts";
 
 /** Lines the guest script prints as `KEY value…`; the last value of each key wins. */
 function parseReport(output: string): Map<string, string> {
@@ -66,7 +66,7 @@ echo "DENO_TRIVIAL_MS $(( $(ms) - t1 ))"
 printf 'import * as grpc from "@grpc/grpc-js";\nconsole.log("GRPC_SERVER", typeof grpc.Server);\n' \
   > /tmp/grpc.ts
 t2=$(ms)
-deno run -A --config /work/main/deno.json /tmp/grpc.ts
+deno run -A --config ${REPO_DIR}/deno.json /tmp/grpc.ts
 echo "DENO_GRPC_MS $(( $(ms) - t2 ))"
 `;
 
