@@ -21,9 +21,9 @@
 import { findGuestKernel, findHostDenoDir, requireHostTool } from "./host_tools.ts";
 import {
   DENO_DIR_PARAM,
-  REPO_DIR_PARAM,
   ensureInitramfs,
   HOST_ROOT_TAG,
+  REPO_DIR_PARAM,
   RUN_DIR_PARAM,
   STAGE2_FILE,
 } from "./initramfs.ts";
