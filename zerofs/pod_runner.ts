@@ -36,7 +36,7 @@ import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "./kub
 import { checkSocketPath, volumeDirName, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { RunnerLog } from "./process_runner.ts";
-import { type VolumeSettings } from "./settings.ts";
+import type { VolumeSettings } from "./settings.ts";
 import {
   AWS_CREDENTIALS_SECRET_KEYS,
   ENCRYPTION_PASSWORD_SECRET_KEY,

@@ -21,7 +21,7 @@ import { spawnDetached } from "../blockdev/run.ts";
 import { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
 import { checkSocketPath, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
-import { type VolumeSettings } from "./settings.ts";
+import type { VolumeSettings } from "./settings.ts";
 import { secretEnv, type SecretValues } from "./secrets.ts";
 import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./types.ts";
 

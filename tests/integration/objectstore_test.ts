@@ -15,7 +15,7 @@ import {
   preflightCheck,
 } from "../../zerofs/objectstore/mod.ts";
 import { resolveSettings, type VolumeSettings } from "../../zerofs/settings.ts";
-import { type SecretValues } from "../../zerofs/secrets.ts";
+import type { SecretValues } from "../../zerofs/secrets.ts";
 import { SettingsError } from "../../zerofs/types.ts";
 
 const BUCKET = "volumes";

@@ -9,7 +9,7 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { loadS3Sdk } from "./sdk.ts";
 import { resolveVolumeLocation, type VolumeSettings } from "../settings.ts";
-import { type SecretValues } from "../secrets.ts";
+import type { SecretValues } from "../secrets.ts";
 import { SettingsError } from "../types.ts";
 import type { S3ErrorInfo } from "./retry.ts";
 
