@@ -286,8 +286,21 @@ async function readRecord(path: string): Promise<RunnerRecord | null> {
   return record;
 }
 
-/** Alive, not a zombie, same start time, and still running this config. */
+/**
+ * Alive, not a zombie, same start time, and still running this config. A
+ * "no" is confirmed once after a short pause: while the launcher and the
+ * wrapper script exec their way to ZeroFS, /proc can answer oddly for an
+ * instant, and a false "exited" fails a stage that would have succeeded.
+ */
 async function isSameProcess(record: RunnerRecord): Promise<boolean> {
+  if (await looksLikeSameProcess(record)) return true;
+  await new Promise((r) => setTimeout(r, RECHECK_DELAY_MS));
+  return await looksLikeSameProcess(record);
+}
+
+const RECHECK_DELAY_MS = 50;
+
+async function looksLikeSameProcess(record: RunnerRecord): Promise<boolean> {
   const startTicks = await readStartTicks(record.pid);
   if (startTicks === null || startTicks !== record.startTicks) return false;
   // An empty cmdline is the instant of an exec (a wrapper script exec'ing ZeroFS); the start time matched.
