@@ -350,16 +350,32 @@ export async function withNodeEnvironment(
 
 const CLEANUP_CALL_MS = 60_000;
 
-async function cleanUpVolumes(env: NodeEnvironment): Promise<void> {
-  const alive = await env.node.client.node.NodeGetCapabilities({}, 2_000).then(
+function cleanUpVolumes(env: NodeEnvironment): Promise<void> {
+  return unstageThroughLiveAgent({
+    node: () => env.node,
+    restart: () => env.restartNode(),
+    stateDir: env.stateDir,
+  });
+}
+
+/**
+ * Make sure the node agent answers (restarting it if a test killed it), then
+ * unpublish and unstage everything its state directory records.
+ */
+export async function unstageThroughLiveAgent(o: {
+  node: () => RunningDriver;
+  restart: () => Promise<unknown>;
+  stateDir: string;
+}): Promise<void> {
+  const alive = await o.node().client.node.NodeGetCapabilities({}, 2_000).then(
     () => true,
     () => false,
   );
   if (!alive) {
-    await env.node.stop().catch(() => {});
-    await env.restartNode();
+    await o.node().stop().catch(() => {});
+    await o.restart();
   }
-  await unstageRecordedVolumes(env.node.client, env.stateDir);
+  await unstageRecordedVolumes(o.node().client, o.stateDir);
 }
 
 /**

@@ -24,7 +24,7 @@ import {
   type NodeEnvironment,
   type ProcessInfo,
   removeLeftoversUnder,
-  unstageRecordedVolumes,
+  unstageThroughLiveAgent,
   withDescendants,
 } from "../helpers/node_env.ts";
 import {
@@ -323,16 +323,12 @@ Deno.test("node (pod runner): a bad ConfigMap key is INVALID_ARGUMENT, a missing
 });
 
 /** Unpublish and unstage through the CSI API whatever the node still records. */
-async function cleanUpVolumes(env: PodEnv): Promise<void> {
-  const alive = await env.node.client.node.NodeGetCapabilities({}, 2_000).then(
-    () => true,
-    () => false,
-  );
-  if (!alive) {
-    await env.node.stop().catch(() => {});
-    await env.startNode();
-  }
-  await unstageRecordedVolumes(env.node.client, env.stateDir);
+function cleanUpVolumes(env: PodEnv): Promise<void> {
+  return unstageThroughLiveAgent({
+    node: () => env.node,
+    restart: () => env.startNode(),
+    stateDir: env.stateDir,
+  });
 }
 
 /** What the CSI calls could not remove: lazy unmounts, loop devices, helper processes. */
