@@ -8,10 +8,45 @@
 
 import type { FsType } from "./types.ts";
 import type { ToolOptions } from "./probe.ts";
-import { runTool } from "./run.ts";
+import { runTool, ToolError } from "./run.ts";
 
 /** mkfs on a 1 TiB device can take a while even with lazy init. */
 const MKFS_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * mkfs.btrfs refuses to run when it cannot stat the backing file of any
+ * mounted loop device, and a loop device backed by a FUSE file whose daemon
+ * died (another volume's nbdfuse, killed with its container) answers
+ * ENOTCONN: one broken volume would block every btrfs format on the node.
+ * So it runs in a private mount namespace in which dead FUSE mounts are
+ * lazily unmounted first. Live mounts stay visible, so its own "is this
+ * device mounted" check still holds, and the host's mounts are untouched.
+ * A fixed script: the tool and its arguments arrive as "$@".
+ */
+const HIDE_DEAD_FUSE_MOUNTS = 'while read -r _src mp fstype _rest; do case "$fstype" in ' +
+  'fuse|fuse.*) mp=$(printf "%b" "$mp"); ' +
+  'stat -- "$mp" >/dev/null 2>&1 || umount -l -- "$mp" 2>/dev/null;; esac; ' +
+  'done < /proc/self/mounts; exec "$@"';
+
+/** `cmd`, run in a private mount namespace without the node's dead FUSE mounts. */
+export function withoutDeadFuseMounts(
+  cmd: { tool: string; args: string[] },
+): { tool: string; args: string[] } {
+  return {
+    tool: "unshare",
+    args: [
+      "--mount",
+      "--propagation",
+      "private",
+      "bash",
+      "-c",
+      HIDE_DEAD_FUSE_MOUNTS,
+      "zerofs-csi-hide-dead-mounts",
+      cmd.tool,
+      ...cmd.args,
+    ],
+  };
+}
 
 /** The argv of the mkfs tool for `fsType`; exported for the unit tests. */
 export function mkfsCommand(
@@ -50,8 +85,15 @@ export async function makeFilesystem(
   fsType: FsType,
   opts: ToolOptions & { label?: string } = {},
 ): Promise<void> {
-  const { tool, args } = mkfsCommand(device, fsType, opts);
-  await (opts.runner ?? runTool)(tool, args, { timeoutMs: opts.timeoutMs ?? MKFS_TIMEOUT_MS });
+  const mkfs = mkfsCommand(device, fsType, opts);
+  const { tool, args } = fsType === "btrfs" ? withoutDeadFuseMounts(mkfs) : mkfs;
+  try {
+    await (opts.runner ?? runTool)(tool, args, { timeoutMs: opts.timeoutMs ?? MKFS_TIMEOUT_MS });
+  } catch (e) {
+    // Name the mkfs tool, not the namespace wrapper, in what the user reads.
+    if (!(e instanceof ToolError) || e.tool === mkfs.tool) throw e;
+    throw new ToolError(mkfs.tool, mkfs.args, e.exitCode, e.stderrTail, e.timedOut);
+  }
 }
 
 /** Where the filesystem to grow is: ext4 grows by device, xfs and btrfs by mount point. */

@@ -5,6 +5,7 @@ import { bindFreeLoopDevice, detachLoopDevice, listLoopDevices } from "./loop.ts
 import { nbdfuseArgs, nbdUnixUri, unmountFuse } from "./nbdfuse.ts";
 import { deviceSizeBytes, interpretBlkidExport } from "./probe.ts";
 import { recordingRunner } from "./testing.ts";
+import { type Runner, ToolError } from "./run.ts";
 
 function argv(calls: { tool: string; args: string[] }[]): string[][] {
   return calls.map((c) => [c.tool, ...c.args]);
@@ -26,8 +27,36 @@ Deno.test("makeFilesystem argv per filesystem, with and without label", async ()
       "/dev/loop1",
     ],
     ["mkfs.xfs", "-K", "-f", "-L", "vol", "/dev/loop1"],
-    ["mkfs.btrfs", "-K", "-f", "/dev/loop1"],
+    [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "bash",
+      "-c",
+      calls[2].args[5],
+      "zerofs-csi-hide-dead-mounts",
+      "mkfs.btrfs",
+      "-K",
+      "-f",
+      "/dev/loop1",
+    ],
   ]);
+});
+
+Deno.test("a failing mkfs.btrfs is reported as mkfs.btrfs, not as its namespace wrapper", async () => {
+  const runner: Runner = (tool, args) =>
+    Promise.reject(new ToolError(tool, args, 1, "ERROR: /dev/loop1 is mounted"));
+  await assert.rejects(
+    makeFilesystem("/dev/loop1", "btrfs", { runner }),
+    (e: unknown) => {
+      assert.ok(e instanceof ToolError);
+      assert.equal(e.tool, "mkfs.btrfs");
+      assert.deepEqual(e.args, ["-K", "-f", "/dev/loop1"]);
+      assert.equal(e.message, "mkfs.btrfs exited with code 1: ERROR: /dev/loop1 is mounted");
+      return true;
+    },
+  );
 });
 
 Deno.test("growFilesystem argv per filesystem", async () => {

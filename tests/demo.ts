@@ -14,7 +14,11 @@
 
 import { join } from "node:path";
 import { STANDIN_BIN } from "./fixtures/zerofs_standin/mod.ts";
-import { type NodeEnvironment, startNodeEnvironment } from "./helpers/node_env.ts";
+import {
+  type NodeEnvironment,
+  startNodeEnvironment,
+  tearDownNodeEnvironment,
+} from "./helpers/node_env.ts";
 import {
   capabilityFor,
   createVolume,
@@ -195,7 +199,7 @@ async function main(): Promise<void> {
     );
     throw e;
   } finally {
-    await env.stop();
+    await tearDownNodeEnvironment(env);
   }
 }
 

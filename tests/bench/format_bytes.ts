@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { STANDIN_NBD_STATS_ENV } from "../fixtures/zerofs_standin/mod.ts";
 import { makeTestDir } from "../helpers/driver.ts";
-import { startNodeEnvironment } from "../helpers/node_env.ts";
+import { startNodeEnvironment, tearDownNodeEnvironment } from "../helpers/node_env.ts";
 import {
   type AccessKind,
   createVolume,
@@ -66,7 +66,7 @@ async function measure(kind: AccessKind): Promise<ExportTraffic> {
     });
     return parseNbdStats(await Deno.readTextFile(statsFile));
   } finally {
-    await env.stop();
+    await tearDownNodeEnvironment(env);
   }
 }
 

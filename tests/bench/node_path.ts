@@ -7,7 +7,7 @@
  * @module
  */
 
-import { startNodeEnvironment } from "../helpers/node_env.ts";
+import { startNodeEnvironment, tearDownNodeEnvironment } from "../helpers/node_env.ts";
 import {
   createVolume,
   kubeletPaths,
@@ -117,6 +117,6 @@ export async function run(): Promise<BenchReport> {
       ],
     };
   } finally {
-    await env.stop();
+    await tearDownNodeEnvironment(env);
   }
 }

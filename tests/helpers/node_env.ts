@@ -342,10 +342,21 @@ export async function withNodeEnvironment(
   try {
     await fn(env);
   } finally {
-    await cleanUpVolumes(env).catch((e) => console.error(`cleanup through CSI failed: ${e}`));
-    await forceCleanUp(env);
-    await env.stop();
+    await tearDownNodeEnvironment(env);
   }
+}
+
+/**
+ * Leave nothing behind, whatever state `env` is in: unpublish and unstage
+ * every volume the node records (restarting a killed agent first), remove by
+ * hand what that could not, then stop both drivers and remove the directory.
+ * A volume left staged would outlive the run as a FUSE mount whose daemon is
+ * gone once the session ends.
+ */
+export async function tearDownNodeEnvironment(env: NodeEnvironment): Promise<void> {
+  await cleanUpVolumes(env).catch((e) => console.error(`cleanup through CSI failed: ${e}`));
+  await forceCleanUp(env);
+  await env.stop();
 }
 
 const CLEANUP_CALL_MS = 60_000;

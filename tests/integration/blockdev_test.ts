@@ -182,6 +182,42 @@ for (const fsType of ["ext4", "xfs", "btrfs"] as FsType[]) {
   });
 }
 
+Deno.test("a dead FUSE mount elsewhere on the node does not stop mkfs (btrfs-progs stats every loop's backing file)", async () => {
+  await withScratch(async (s) => {
+    // Another volume whose nbdfuse died under its mounted filesystem.
+    await using deadServer = await startNbdkit({
+      socketPath: join(s.dir, "dead.sock"),
+      plugin: "memory",
+      sizeBytes: 64 << 20,
+    });
+    const dead = await attach(s, await s.target("pvc-dead", deadServer.socketPath));
+    await makeFilesystem(dead.device, "ext4");
+    const deadMount = join(s.dir, "dead-mnt");
+    await Deno.mkdir(deadMount);
+    s.mounts.push(deadMount);
+    await mountFilesystem(dead.device, deadMount, { fsType: "ext4" });
+    Deno.kill(dead.helperPid!, "SIGKILL");
+    while (await isProcessAlive(dead.helperPid!)) await new Promise((r) => setTimeout(r, 10));
+    await assert.rejects(Deno.stat(join(dead.fuseDir!, "nbd")), /not connected|connection abort/);
+
+    const image = join(s.dir, "disk.img");
+    await makeSparseFile(image, GIB);
+    await using live = await startNbdkit({
+      socketPath: join(s.dir, "live.sock"),
+      plugin: "file",
+      file: image,
+    });
+    const device = (await attach(s, await s.target("pvc-live", live.socketPath))).device;
+    for (const fsType of ["btrfs", "xfs", "ext4"] as FsType[]) {
+      await makeFilesystem(device, fsType);
+      const signature = await probeSignature(device);
+      assert.equal(signature.kind === "filesystem" && signature.fsType, fsType);
+    }
+    assert.ok(await findMountByTarget(dead.fuseDir!), "the host's dead FUSE mount is untouched");
+    await unmount(deadMount);
+  });
+});
+
 Deno.test("probeSignature on a device that does not exist throws, never 'none'", async () => {
   await assert.rejects(probeSignature("/dev/loop-zerofs-missing"), /Cannot probe/);
 });
