@@ -21,12 +21,15 @@ const MKFS_TIMEOUT_MS = 10 * 60_000;
  * So it runs in a private mount namespace in which dead FUSE mounts are
  * lazily unmounted first. Live mounts stay visible, so its own "is this
  * device mounted" check still holds, and the host's mounts are untouched.
- * A fixed script: the tool and its arguments arrive as "$@".
+ * The mount list is read whole before the first unmount: reading
+ * /proc/self/mounts while entries leave it skips entries. A fixed script:
+ * the tool and its arguments arrive as "$@".
  */
-const HIDE_DEAD_FUSE_MOUNTS = 'while read -r _src mp fstype _rest; do case "$fstype" in ' +
+const HIDE_DEAD_FUSE_MOUNTS = "mapfile -t mounts < /proc/self/mounts; " +
+  'for m in "${mounts[@]}"; do read -r _src mp fstype _rest <<< "$m"; case "$fstype" in ' +
   'fuse|fuse.*) mp=$(printf "%b" "$mp"); ' +
   'stat -- "$mp" >/dev/null 2>&1 || umount -l -- "$mp" 2>/dev/null;; esac; ' +
-  'done < /proc/self/mounts; exec "$@"';
+  'done; exec "$@"';
 
 /** `cmd`, run in a private mount namespace without the node's dead FUSE mounts. */
 export function withoutDeadFuseMounts(

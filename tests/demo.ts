@@ -78,7 +78,11 @@ function fail(message: string): never {
 }
 
 let stepNumber = 0;
+/** Set by Ctrl-C or SIGTERM: no further step starts; clean-up runs. */
+let interrupted = false;
+
 async function step<T>(title: string, fn: () => Promise<T>): Promise<T> {
+  if (interrupted) throw new Error(`interrupted before "${title}"`);
   stepNumber++;
   const t0 = performance.now();
   const result = await fn();
@@ -189,18 +193,45 @@ async function main(): Promise<void> {
     `Controller and node agent are serving (${(performance.now() - t0).toFixed(0)} ms) in ` +
       `${env.dir}\n`,
   );
+  const stopOnSignal = onInterrupt();
   try {
     await runLifecycle(env);
     console.log(`\nDemo finished: volume ${VOLUME_ID} lived its whole life through the CSI API.`);
   } catch (e) {
-    console.error(`\nDemo step failed: ${(e as Error).message}`);
-    console.error(
-      "Node agent's last log lines:\n" + env.node.output().split("\n").slice(-15).join("\n"),
-    );
-    throw e;
+    if (!interrupted) {
+      console.error(`\nDemo step failed: ${(e as Error).message}`);
+      console.error(
+        "Node agent's last log lines:\n" + env.node.output().split("\n").slice(-15).join("\n"),
+      );
+      throw e;
+    }
   } finally {
     await tearDownNodeEnvironment(env);
+    stopOnSignal();
   }
+  if (interrupted) {
+    console.error("Demo interrupted; everything it staged was unstaged and the driver stopped.");
+    Deno.exit(130);
+  }
+}
+
+/**
+ * Ctrl-C or SIGTERM mid-demo: the running step finishes, no further step
+ * starts, and the clean-up in `main` unstages and stops everything (a volume
+ * left staged would outlive the demo as mounts whose helpers are gone). A
+ * second signal exits at once. Returns the function that removes the handlers.
+ */
+function onInterrupt(): () => void {
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  const handler = () => {
+    if (interrupted) Deno.exit(130);
+    interrupted = true;
+    console.error("\nInterrupted: finishing the current step, then cleaning up (again to force)…");
+  };
+  for (const s of signals) Deno.addSignalListener(s, handler);
+  return () => {
+    for (const s of signals) Deno.removeSignalListener(s, handler);
+  };
 }
 
 if (import.meta.main) await main();

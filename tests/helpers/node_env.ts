@@ -14,7 +14,7 @@ import type { NodeVolumeState } from "../../csi/node/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
-import type { CsiClient } from "./csi_client.ts";
+import { CsiCallError, type CsiClient } from "./csi_client.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
 
 /** A running controller + node pair and the paths around them. */
@@ -400,15 +400,39 @@ export async function unstageRecordedVolumes(client: CsiClient, stateDir: string
     if (text === null) continue;
     const state = JSON.parse(text) as NodeVolumeState;
     for (const t of state.publishedTargets) {
-      await client.node.NodeUnpublishVolume(
-        { volume_id: state.volumeId, target_path: t.path },
-        CLEANUP_CALL_MS,
+      await whenNotBusy(() =>
+        client.node.NodeUnpublishVolume(
+          { volume_id: state.volumeId, target_path: t.path },
+          CLEANUP_CALL_MS,
+        )
       ).catch((e) => console.error(`cleanup: unpublish ${t.path}: ${e}`));
     }
-    await client.node.NodeUnstageVolume(
-      { volume_id: state.volumeId, staging_target_path: state.stagingPath },
-      CLEANUP_CALL_MS,
+    await whenNotBusy(() =>
+      client.node.NodeUnstageVolume(
+        { volume_id: state.volumeId, staging_target_path: state.stagingPath },
+        CLEANUP_CALL_MS,
+      )
     ).catch((e) => console.error(`cleanup: unstage ${state.volumeId}: ${e}`));
+  }
+}
+
+/** gRPC ABORTED: the volume is busy with another call. */
+const ABORTED = 10;
+
+/**
+ * Call `fn`, and again while it answers ABORTED, for up to CLEANUP_CALL_MS:
+ * a clean-up that starts while a stage is still running (an interrupted demo,
+ * a timed-out test) must wait for it, not leave it staged.
+ */
+async function whenNotBusy<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + CLEANUP_CALL_MS;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(e instanceof CsiCallError) || e.code !== ABORTED || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }
 

@@ -182,24 +182,33 @@ for (const fsType of ["ext4", "xfs", "btrfs"] as FsType[]) {
   });
 }
 
-Deno.test("a dead FUSE mount elsewhere on the node does not stop mkfs (btrfs-progs stats every loop's backing file)", async () => {
-  await withScratch(async (s) => {
-    // Another volume whose nbdfuse died under its mounted filesystem.
-    await using deadServer = await startNbdkit({
-      socketPath: join(s.dir, "dead.sock"),
-      plugin: "memory",
-      sizeBytes: 64 << 20,
-    });
-    const dead = await attach(s, await s.target("pvc-dead", deadServer.socketPath));
+/** A volume whose nbdfuse died under its mounted ext4: its FUSE mount answers ENOTCONN. */
+async function makeDeadVolume(s: Scratch, name: string): Promise<Attachment> {
+  const server = await startNbdkit({
+    socketPath: join(s.dir, `${name}.sock`),
+    plugin: "memory",
+    sizeBytes: 64 << 20,
+  });
+  try {
+    const dead = await attach(s, await s.target(name, server.socketPath));
     await makeFilesystem(dead.device, "ext4");
-    const deadMount = join(s.dir, "dead-mnt");
-    await Deno.mkdir(deadMount);
-    s.mounts.push(deadMount);
-    await mountFilesystem(dead.device, deadMount, { fsType: "ext4" });
+    const mountPoint = join(s.dir, `${name}-mnt`);
+    await Deno.mkdir(mountPoint);
+    s.mounts.push(mountPoint);
+    await mountFilesystem(dead.device, mountPoint, { fsType: "ext4" });
     Deno.kill(dead.helperPid!, "SIGKILL");
     while (await isProcessAlive(dead.helperPid!)) await new Promise((r) => setTimeout(r, 10));
     await assert.rejects(Deno.stat(join(dead.fuseDir!, "nbd")), /not connected|connection abort/);
+    return dead;
+  } finally {
+    await server.stop();
+  }
+}
 
+Deno.test("dead FUSE mounts elsewhere on the node do not stop mkfs (btrfs-progs stats every loop's backing file)", async () => {
+  await withScratch(async (s) => {
+    // Two, so that hiding one must not make the scan miss the next.
+    const dead = [await makeDeadVolume(s, "pvc-dead-1"), await makeDeadVolume(s, "pvc-dead-2")];
     const image = join(s.dir, "disk.img");
     await makeSparseFile(image, GIB);
     await using live = await startNbdkit({
@@ -213,8 +222,9 @@ Deno.test("a dead FUSE mount elsewhere on the node does not stop mkfs (btrfs-pro
       const signature = await probeSignature(device);
       assert.equal(signature.kind === "filesystem" && signature.fsType, fsType);
     }
-    assert.ok(await findMountByTarget(dead.fuseDir!), "the host's dead FUSE mount is untouched");
-    await unmount(deadMount);
+    for (const d of dead) {
+      assert.ok(await findMountByTarget(d.fuseDir!), "the host's dead FUSE mounts are untouched");
+    }
   });
 });
 
