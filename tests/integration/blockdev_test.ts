@@ -24,7 +24,7 @@ import {
   unmount,
   UserspaceAttacher,
 } from "../../blockdev/mod.ts";
-import { startNbdkit } from "../fixtures/nbdkit.ts";
+import { type RunningNbdkit, startNbdkit } from "../fixtures/nbdkit.ts";
 
 const GIB = 1024 ** 3;
 
@@ -121,16 +121,17 @@ async function makeSparseFile(path: string, sizeBytes: number): Promise<void> {
   await file.truncate(sizeBytes);
 }
 
+/** nbdkit serving a new sparse 1 GiB image file `<name>.img` on `<name>.sock`. */
+async function serveSparseImage(s: Scratch, name: string): Promise<RunningNbdkit> {
+  const image = join(s.dir, `${name}.img`);
+  await makeSparseFile(image, GIB);
+  return startNbdkit({ socketPath: join(s.dir, `${name}.sock`), plugin: "file", file: image });
+}
+
 for (const fsType of ["ext4", "xfs", "btrfs"] as FsType[]) {
   Deno.test(`userspace attach → mkfs.${fsType} → mount → write → detach → reattach keeps data`, async () => {
     await withScratch(async (s) => {
-      const image = join(s.dir, "disk.img");
-      await makeSparseFile(image, GIB);
-      await using nbdkit = await startNbdkit({
-        socketPath: join(s.dir, "nbd.sock"),
-        plugin: "file",
-        file: image,
-      });
+      await using nbdkit = await serveSparseImage(s, "nbd");
       const target = await s.target("pvc-a", nbdkit.socketPath);
       const intents: Attachment[] = [];
       const first = await timed("attach (userspace)", () => attach(s, target, intents));
@@ -209,13 +210,7 @@ Deno.test("dead FUSE mounts elsewhere on the node do not stop mkfs (btrfs-progs 
   await withScratch(async (s) => {
     // Two, so that hiding one must not make the scan miss the next.
     const dead = [await makeDeadVolume(s, "pvc-dead-1"), await makeDeadVolume(s, "pvc-dead-2")];
-    const image = join(s.dir, "disk.img");
-    await makeSparseFile(image, GIB);
-    await using live = await startNbdkit({
-      socketPath: join(s.dir, "live.sock"),
-      plugin: "file",
-      file: image,
-    });
+    await using live = await serveSparseImage(s, "live");
     const device = (await attach(s, await s.target("pvc-live", live.socketPath))).device;
     for (const fsType of ["btrfs", "xfs", "ext4"] as FsType[]) {
       await makeFilesystem(device, fsType);
