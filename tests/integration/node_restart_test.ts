@@ -1,7 +1,9 @@
 /**
  * The node agent killed and restarted: a stage interrupted between attach
- * and mount resumes on the same device without a format, and an idle staged
- * and published volume keeps working across the restart.
+ * and mount resumes on the same device without a format; an idle staged and
+ * published volume keeps working across the restart; and when its nbdfuse
+ * dies with it (a container restart in userspace mode) the volume reports
+ * abnormal and unstage + stage bring it back with its data.
  *
  * Run as root: `deno test -A tests/integration/node_restart_test.ts`.
  */
@@ -124,5 +126,50 @@ Deno.test("node restart: killed while idle → staged and published volume still
     await env.node.client.node.NodeUnpublishVolume(req.unpublish);
     await env.node.client.node.NodeUnstageVolume(req.unstage);
     await assertNothingLeft(env, processes);
+  });
+});
+
+Deno.test("node restart with its helpers (a container restart in userspace mode): abnormal, then unstage and restage recover", async () => {
+  await withNodeEnvironment(async (env) => {
+    const name = "pvc-helper-killed";
+    const volume = await createVolume(env.controller.client, {
+      name,
+      kind: "ext4",
+      sizeBytes: GiB,
+    });
+    const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
+    await env.node.client.node.NodeStageVolume(req.stage);
+    await env.node.client.node.NodePublishVolume(req.publish);
+    const data = randomBytes(64 * 1024);
+    await writeFileSynced(join(req.target, "before.bin"), data);
+    assert.equal(formatLines(env.node.output(), name).length, 1, "the first stage formats");
+    const helperPid = (await readVolumeState(env, name))?.attachment?.helperPid;
+    assert.ok(helperPid !== undefined);
+
+    // The runtime kills every process of the container: the agent and nbdfuse.
+    await killNode(env);
+    Deno.kill(helperPid, "SIGKILL");
+    await env.restartNode();
+
+    const stats = await env.node.client.node.NodeGetVolumeStats({
+      volume_id: name,
+      volume_path: req.target,
+    });
+    assert.equal(stats.volume_condition.abnormal, true);
+    assert.match(stats.volume_condition.message, /disconnected|not connected/i);
+
+    // Kubelet's way out: unpublish, unstage, stage and publish again.
+    const processes = await volumeProcesses(env, name);
+    await env.node.client.node.NodeUnpublishVolume(req.unpublish);
+    await env.node.client.node.NodeUnstageVolume(req.unstage);
+    await assertNothingLeft(env, processes);
+    await env.node.client.node.NodeStageVolume(req.stage);
+    await env.node.client.node.NodePublishVolume(req.publish);
+    await assertContent(join(req.target, "before.bin"), data);
+    assert.deepEqual(formatLines(env.node.output(), name), [], "no mkfs after the restart");
+    const restaged = await volumeProcesses(env, name);
+    await env.node.client.node.NodeUnpublishVolume(req.unpublish);
+    await env.node.client.node.NodeUnstageVolume(req.unstage);
+    await assertNothingLeft(env, restaged);
   });
 });
