@@ -7,6 +7,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { dirname } from "node:path";
+import { capStreamsPerConnection } from "./connection_stream_cap.ts";
 import { csiServices, methodNames } from "./proto.ts";
 import { type PipelineContext, type ServiceHandlers, wrapService } from "./pipeline.ts";
 
@@ -59,6 +60,7 @@ export async function startCsiServer(
       else resolve();
     });
   });
+  capStreamsPerConnection(server);
   let stopping: Promise<void> | undefined;
   return {
     socketPath,

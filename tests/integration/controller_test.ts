@@ -3,7 +3,7 @@
  */
 
 import assert from "node:assert/strict";
-import { CsiCallError } from "../helpers/csi_client.ts";
+import { createCsiClient, CsiCallError } from "../helpers/csi_client.ts";
 import { makeTestDir, REPO_ROOT, type RunningDriver, startDriver } from "../helpers/driver.ts";
 import { status } from "@grpc/grpc-js";
 
@@ -75,6 +75,22 @@ Deno.test("identity: plugin info, capabilities, probe", async () => {
     assert.equal(caps.capabilities[0].service.type, "CONTROLLER_SERVICE");
     assert.equal(caps.capabilities[1].volume_expansion.type, "OFFLINE");
     assert.equal((await client.identity.Probe()).ready.value, true);
+  });
+});
+
+Deno.test("clients that close after hundreds of calls do not bring the server down (denoland/deno#36788)", async () => {
+  await withController(async (d) => {
+    for (let round = 0; round < 3; round++) {
+      const client = createCsiClient(d.socketPath);
+      for (let i = 0; i < 200; i++) await client.identity.Probe();
+      client.close();
+      const exited = await Promise.race([
+        d.process.status.then((s) => `exited with ${s.code} (${s.signal})`),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 1_000)),
+      ]);
+      assert.equal(exited, undefined, `the controller died in round ${round}`);
+    }
+    assert.equal((await d.client.identity.Probe()).ready.value, true);
   });
 });
 
