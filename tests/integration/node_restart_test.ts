@@ -83,19 +83,21 @@ Deno.test("node restart: killed between attach and mount → same device, no ref
   });
 });
 
+/** A new 1 GiB ext4 volume, staged and published, with 64 KiB synced to `before.bin`. */
+async function stagePublishAndWrite(env: NodeEnvironment, name: string) {
+  const volume = await createVolume(env.controller.client, { name, kind: "ext4", sizeBytes: GiB });
+  const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
+  await env.node.client.node.NodeStageVolume(req.stage);
+  await env.node.client.node.NodePublishVolume(req.publish);
+  const data = randomBytes(64 * 1024);
+  await writeFileSynced(join(req.target, "before.bin"), data);
+  return { req, data };
+}
+
 Deno.test("node restart: killed while idle → staged and published volume still works", async () => {
   await withNodeEnvironment(async (env) => {
     const name = "pvc-crash-idle";
-    const volume = await createVolume(env.controller.client, {
-      name,
-      kind: "ext4",
-      sizeBytes: GiB,
-    });
-    const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
-    await env.node.client.node.NodeStageVolume(req.stage);
-    await env.node.client.node.NodePublishVolume(req.publish);
-    const data = randomBytes(64 * 1024);
-    await writeFileSynced(join(req.target, "before.bin"), data);
+    const { req, data } = await stagePublishAndWrite(env, name);
     const processes = await volumeProcesses(env, name);
     const state = await readVolumeState(env, name);
 
@@ -132,16 +134,7 @@ Deno.test("node restart: killed while idle → staged and published volume still
 Deno.test("node restart with its helpers (a container restart in userspace mode): abnormal, then unstage and restage recover", async () => {
   await withNodeEnvironment(async (env) => {
     const name = "pvc-helper-killed";
-    const volume = await createVolume(env.controller.client, {
-      name,
-      kind: "ext4",
-      sizeBytes: GiB,
-    });
-    const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
-    await env.node.client.node.NodeStageVolume(req.stage);
-    await env.node.client.node.NodePublishVolume(req.publish);
-    const data = randomBytes(64 * 1024);
-    await writeFileSynced(join(req.target, "before.bin"), data);
+    const { req, data } = await stagePublishAndWrite(env, name);
     assert.equal(formatLines(env.node.output(), name).length, 1, "the first stage formats");
     const helperPid = (await readVolumeState(env, name))?.attachment?.helperPid;
     assert.ok(helperPid !== undefined);
