@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { NodeLock } from "./lock.ts";
 import { isKernelModuleAvailable, selectAttacher } from "./select.ts";
+import type { Runner } from "./run.ts";
 import { recordingRunner } from "./testing.ts";
 
 async function withDirs(fn: (dirs: { dev: string; sys: string; lock: NodeLock }) => Promise<void>) {
@@ -15,17 +16,22 @@ async function withDirs(fn: (dirs: { dev: string; sys: string; lock: NodeLock })
   }
 }
 
+/** `auto` mode against the fake /dev and /sys of `withDirs`. */
+function selectAuto(dirs: { dev: string; sys: string; lock: NodeLock }, runner: Runner) {
+  return selectAttacher({
+    mode: "auto",
+    lock: dirs.lock,
+    runner,
+    devRoot: dirs.dev,
+    sysRoot: dirs.sys,
+  });
+}
+
 Deno.test("auto picks kernel when /dev/nbd0 exists, without asking modprobe", async () => {
   await withDirs(async ({ dev, sys, lock }) => {
     await Deno.writeTextFile(`${dev}/nbd0`, "");
     const { runner, calls } = recordingRunner();
-    const attacher = await selectAttacher({
-      mode: "auto",
-      lock,
-      runner,
-      devRoot: dev,
-      sysRoot: sys,
-    });
+    const attacher = await selectAuto({ dev, sys, lock }, runner);
     assert.equal(attacher.mode, "kernel");
     assert.equal(calls.length, 0);
   });
@@ -34,13 +40,7 @@ Deno.test("auto picks kernel when /dev/nbd0 exists, without asking modprobe", as
 Deno.test("auto asks modprobe -n -q nbd and picks userspace on exit 1", async () => {
   await withDirs(async ({ dev, sys, lock }) => {
     const { runner, calls } = recordingRunner([{ exitCode: 1 }]);
-    const attacher = await selectAttacher({
-      mode: "auto",
-      lock,
-      runner,
-      devRoot: dev,
-      sysRoot: sys,
-    });
+    const attacher = await selectAuto({ dev, sys, lock }, runner);
     assert.equal(attacher.mode, "userspace");
     assert.deepEqual(calls.map((c) => [c.tool, ...c.args]), [["modprobe", "-n", "-q", "nbd"]]);
   });
@@ -49,13 +49,7 @@ Deno.test("auto asks modprobe -n -q nbd and picks userspace on exit 1", async ()
 Deno.test("auto loads nbd and picks kernel when modprobe can load it", async () => {
   await withDirs(async ({ dev, sys, lock }) => {
     const { runner, calls } = recordingRunner([{ exitCode: 0 }, { exitCode: 0 }]);
-    const attacher = await selectAttacher({
-      mode: "auto",
-      lock,
-      runner,
-      devRoot: dev,
-      sysRoot: sys,
-    });
+    const attacher = await selectAuto({ dev, sys, lock }, runner);
     assert.equal(attacher.mode, "kernel");
     assert.deepEqual(calls.map((c) => [c.tool, ...c.args]), [
       ["modprobe", "-n", "-q", "nbd"],
@@ -67,13 +61,7 @@ Deno.test("auto loads nbd and picks kernel when modprobe can load it", async () 
 Deno.test("auto falls back to userspace when the module is found but will not load", async () => {
   await withDirs(async ({ dev, sys, lock }) => {
     const { runner } = recordingRunner([{ exitCode: 0 }, { exitCode: 1 }]);
-    const attacher = await selectAttacher({
-      mode: "auto",
-      lock,
-      runner,
-      devRoot: dev,
-      sysRoot: sys,
-    });
+    const attacher = await selectAuto({ dev, sys, lock }, runner);
     assert.equal(attacher.mode, "userspace");
   });
 });

@@ -52,7 +52,6 @@ function socketFromArgs(args: string[]): string {
   return args[i + 1].replace(/^unix:\/\//, "");
 }
 
-/** Spawn `deno run -P=<mode> main.ts <mode> …` and wait until Probe answers. */
 /**
  * The runtime flags (`--v8-flags=…`) deno.json's run task for `mode` gives
  * the driver, so tests run it exactly as the task and the binary do.
@@ -63,6 +62,7 @@ function runtimeFlags(mode: "controller" | "node"): string[] {
   return task.split(" ").filter((part) => part.startsWith("--v8-flags="));
 }
 
+/** Spawn `deno run -P=<mode> main.ts <mode> …` and wait until Probe answers. */
 export async function startDriver(opts: StartDriverOptions): Promise<RunningDriver> {
   const socketPath = socketFromArgs(opts.args);
   const process = new Deno.Command(Deno.execPath(), {

@@ -13,11 +13,14 @@
  */
 
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { status } from "@grpc/grpc-js";
-import { type KubeObject, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
+import {
+  BASE_MANIFESTS_DIR,
+  type KubeObject,
+  type KubeStandin,
+  startKubeStandin,
+} from "../fixtures/kube/mod.ts";
 import { renderObjects } from "../fixtures/kube/manifests.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import {
@@ -31,8 +34,6 @@ import {
 } from "../helpers/controller_s3.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "../helpers/driver.ts";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const MANIFESTS = join(HERE, "..", "..", "manifests", "base");
 const NS = "zerofs";
 const CONTROLLER_SA = "zerofs/zerofs-csi-controller";
 const CONTROLLER_USER = "system:serviceaccount:zerofs:zerofs-csi-controller";
@@ -120,9 +121,9 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
   let driver: RunningDriver | undefined;
   try {
     await s3.createBucket(BUCKET);
-    const manifests = await renderObjects(MANIFESTS);
+    const manifests = await renderObjects(BASE_MANIFESTS_DIR);
     api = await startKubeStandin({
-      manifestsDir: MANIFESTS,
+      manifestsDir: BASE_MANIFESTS_DIR,
       tempRoot: dir,
       seed: seedFrom(manifests, s3, secretValue),
     });

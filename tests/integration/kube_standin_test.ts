@@ -15,10 +15,9 @@ import {
   type V1Pod,
   Watch,
 } from "@kubernetes/client-node";
-import { type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
+import { BASE_MANIFESTS_DIR, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const MANIFESTS = join(HERE, "..", "..", "manifests", "base");
 const PROBE = join(HERE, "..", "fixtures", "kube", "testdata", "probe_container.sh");
 const PROBE_IMAGE = "zerofs-csi.test/probe:1";
 const NS = "zerofs";
@@ -79,7 +78,7 @@ async function withStandin(fn: (api: KubeStandin, dir: string) => Promise<void>)
   const dir = `/run/zerofs-csi/test-${crypto.randomUUID().slice(0, 8)}`;
   await Deno.mkdir(dir, { recursive: true });
   const api = await startKubeStandin({
-    manifestsDir: MANIFESTS,
+    manifestsDir: BASE_MANIFESTS_DIR,
     images: { [PROBE_IMAGE]: PROBE },
     maxGracePeriodSeconds: 2,
     tempRoot: dir,

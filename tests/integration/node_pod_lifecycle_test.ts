@@ -9,11 +9,15 @@
 
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { findMountByTarget } from "../../blockdev/mod.ts";
 import { zerofsPodName } from "../../zerofs/mod.ts";
-import { type KubeObject, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
+import {
+  BASE_MANIFESTS_DIR,
+  type KubeObject,
+  type KubeStandin,
+  startKubeStandin,
+} from "../fixtures/kube/mod.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { locateStore } from "../fixtures/zerofs_standin/store.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "../helpers/driver.ts";
@@ -36,8 +40,6 @@ import {
   writeFileSynced,
 } from "../helpers/volume_steps.ts";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const MANIFESTS = join(HERE, "..", "..", "manifests", "base");
 const IMAGE = "zerofs-csi.test/zerofs:standin";
 const NS = "zerofs";
 const NODE = "node-pod-test";
@@ -70,7 +72,7 @@ async function withPodEnv(fn: (env: PodEnv) => Promise<void>): Promise<void> {
     cacheDiskSizeGB: "1",
   };
   const api = await startKubeStandin({
-    manifestsDir: MANIFESTS,
+    manifestsDir: BASE_MANIFESTS_DIR,
     images: { [IMAGE]: STANDIN_BIN },
     nodeNames: [NODE],
     maxGracePeriodSeconds: 5,

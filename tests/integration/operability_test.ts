@@ -8,7 +8,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REPO_ROOT } from "../helpers/driver.ts";
-import { type NodeEnvironment, withNodeEnvironment } from "../helpers/node_env.ts";
+import {
+  type NodeEnvironment,
+  TEST_ENCRYPTION_PASSWORD,
+  withNodeEnvironment,
+} from "../helpers/node_env.ts";
 import { createVolume, nodeRequests } from "../helpers/volume_steps.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
 
@@ -28,7 +32,7 @@ async function cli(env: NodeEnvironment, args: string[]) {
     env: {
       NO_COLOR: "1",
       PATH: `${join(STANDIN_BIN, "..")}:${Deno.env.get("PATH")}`,
-      ZEROFS_ENCRYPTION_PASSWORD: 'test-password-$"\\-not-a-secret',
+      ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
       [STANDIN_ROOT_ENV]: join(env.dir, "store"),
     },
     stdout: "piped",

@@ -10,7 +10,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   checkReady,
   createKubeClient,
@@ -22,13 +21,16 @@ import {
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
-import { type KubeObject, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
+import {
+  BASE_MANIFESTS_DIR,
+  type KubeObject,
+  type KubeStandin,
+  startKubeStandin,
+} from "../fixtures/kube/mod.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { locateStore } from "../fixtures/zerofs_standin/store.ts";
 import { listProcesses, type ProcessInfo } from "../helpers/node_env.ts";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const MANIFESTS = join(HERE, "..", "..", "manifests", "base");
 const IMAGE = "zerofs-csi.test/zerofs:standin";
 const NS = "zerofs";
 const NODE = "node-a";
@@ -58,7 +60,7 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const bucket = `podrunner-${crypto.randomUUID().slice(0, 8)}`;
   const api = await startKubeStandin({
-    manifestsDir: MANIFESTS,
+    manifestsDir: BASE_MANIFESTS_DIR,
     images: { [IMAGE]: STANDIN_BIN },
     nodeNames: [NODE],
     maxGracePeriodSeconds: 3,
