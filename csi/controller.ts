@@ -2,9 +2,12 @@
  * The CSI Controller service: volumes are records here; their data lives in
  * the object store and is created lazily by the node on first stage.
  *
- * CreateVolume checks the object store (pre-flight) and records the volume's
- * StorageClass parameters; ControllerPublish/Unpublish record which nodes
- * the volume is attached to; DeleteVolume deletes every object under
+ * CreateVolume derives the volume ID from the name (`volume_name.ts`), checks
+ * the object store (pre-flight) and records the volume's StorageClass
+ * parameters; ControllerPublish/Unpublish record which nodes the volume is
+ * attached to and how (an unknown node is NOT_FOUND, see `known_nodes.ts`;
+ * the publish context carries the volume's current capacity, so a volume
+ * expanded offline attaches at its new size); DeleteVolume deletes every object under
  * `<storageURL>/<volumeId>/` (or keeps them with `deletePolicy: retain`),
  * refusing while any node still has the volume published.
  *
@@ -23,9 +26,17 @@ import {
 import { capacityFits, resolveCapacity } from "./capacity.ts";
 import type { ControllerSettings } from "./controller_settings.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./errors.ts";
+import { ANY_NODE, type KnownNodes } from "./known_nodes.ts";
 import type { Logger } from "./log.ts";
-import { resolveFsType, volumeContext } from "./parameters.ts";
+import { CONTEXT_CAPACITY_BYTES, resolveFsType, volumeContext } from "./parameters.ts";
 import type { CsiRequest, ServiceHandlers } from "./pipeline.ts";
+import {
+  publicationConflict,
+  publicationOf,
+  publishedNodesOf,
+  withoutPublication,
+  withPublication,
+} from "./publications.ts";
 import type { VolumeEntry, VolumeRegistry } from "./registry.ts";
 import {
   type Capability,
@@ -35,6 +46,7 @@ import {
   parseVolumeId,
   READ_ONLY_ACCESS_MODES,
 } from "./validate.ts";
+import { parseVolumeName, volumeIdForName } from "./volume_name.ts";
 
 /** What the controller needs. */
 export interface ControllerDeps {
@@ -46,6 +58,8 @@ export interface ControllerDeps {
   now?: () => Date;
   /** Object-store timeouts for DeleteVolume's list/delete calls. */
   deleteTimeouts?: S3ClientTimeouts;
+  /** Which node IDs ControllerPublishVolume accepts; default every one. */
+  knownNodes?: KnownNodes;
 }
 
 /** Controller capabilities, all implemented below. */
@@ -88,7 +102,8 @@ function volumeResponse(entry: VolumeEntry) {
 }
 
 async function createVolume(deps: ControllerDeps, req: CsiRequest) {
-  const name = parseVolumeId(req.name, "name");
+  const requestName = parseVolumeName(req.name);
+  const name = volumeIdForName(requestName);
   const caps = parseCapabilities(req.volume_capabilities);
   if (req.volume_content_source) {
     throw invalidArgument(
@@ -105,7 +120,7 @@ async function createVolume(deps: ControllerDeps, req: CsiRequest) {
         `objects were kept; use another name, or remove its record to reuse the name`,
     );
   }
-  if (existing) return reuseExisting(existing, req, { params, fsType });
+  if (existing) return reuseExisting(existing, req, { requestName, params, fsType });
   const capacityBytes = resolveCapacity(req.capacity_range);
   const access = await deps.settings.access(params, stringMap(req.secrets));
   const location = resolveVolumeLocation(access.settings, name);
@@ -113,6 +128,7 @@ async function createVolume(deps: ControllerDeps, req: CsiRequest) {
   if (params.preflight !== "false") await preflight(deps, name, access, location.scheme);
   const entry: VolumeEntry = {
     name,
+    requestName,
     capacityBytes,
     volumeContext: volumeContext(params, { capacityBytes, fsType }),
     parameters: params,
@@ -122,6 +138,7 @@ async function createVolume(deps: ControllerDeps, req: CsiRequest) {
   await deps.registry.put(entry);
   deps.log.log("info", "volume created", {
     volume_id: name,
+    ...(requestName !== name ? { name: requestName } : {}),
     location: location.url,
     delete_policy: options.deletePolicy,
   });
@@ -146,8 +163,16 @@ async function preflight(
 function reuseExisting(
   existing: VolumeEntry,
   req: CsiRequest,
-  want: { params: Record<string, string>; fsType: string },
+  want: { requestName: string; params: Record<string, string>; fsType: string },
 ) {
+  // Records written before requestName existed were created under their ID.
+  const createdAs = existing.requestName ?? existing.name;
+  if (createdAs !== want.requestName) {
+    throw alreadyExists(
+      `name ${JSON.stringify(want.requestName)} maps to volume ID ${existing.name}, which ` +
+        `volume ${JSON.stringify(createdAs)} already has; use another name`,
+    );
+  }
   if (!capacityFits(existing.capacityBytes, req.capacity_range)) {
     throw alreadyExists(
       `volume ${existing.name} exists with ${existing.capacityBytes} bytes, which does not fit ` +
@@ -179,7 +204,7 @@ async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
   const entry = await deps.registry.get(id);
   if (entry?.retainedAt) return {};
   if (!entry) return await deleteUnrecorded(deps, id, secrets);
-  const nodes = entry.publishedNodes ?? [];
+  const nodes = publishedNodesOf(entry);
   if (nodes.length > 0) {
     throw failedPrecondition(
       `volume ${id} is still published to node(s) ${nodes.join(", ")}; ` +
@@ -267,7 +292,11 @@ function checkFsMatches(entry: VolumeEntry, cap: Capability, field: string): voi
   }
 }
 
-/** Records `node_id` in the volume's publishedNodes (intent before the attach happens). */
+/**
+ * Records the publication to `node_id` (intent before the attach happens).
+ * The same publication again is a retry; another capability or readonly
+ * flag on the same node is ALREADY_EXISTS.
+ */
 async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
   const id = parseVolumeId(req.volume_id);
   const nodeId = parseRequiredString(req.node_id, "node_id");
@@ -275,13 +304,41 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
   if (typeof req.readonly !== "boolean") throw invalidArgument("readonly is required");
   const entry = await deps.registry.get(id) ?? await adoptLegacyVolume(deps, id, req.secrets);
   if (!entry || entry.retainedAt) throw notFound(`volume ${id} does not exist`);
+  const knownNodes = deps.knownNodes ?? ANY_NODE;
+  if (!(await knownNodes.exists(nodeId))) {
+    throw notFound(
+      `node ${JSON.stringify(nodeId)} does not exist (not in ${knownNodes.source}); ` +
+        `check node_id, or start the node agent there first`,
+    );
+  }
   checkFsMatches(entry, cap, "volume_capability");
-  const nodes = entry.publishedNodes ?? [];
-  if (!nodes.includes(nodeId)) {
-    await deps.registry.put({ ...entry, publishedNodes: [...nodes, nodeId] });
+  const wanted = publicationOf(cap, req.readonly);
+  const published = publishedNodesOf(entry).includes(nodeId);
+  const conflict = published ? publicationConflict(entry.publications?.[nodeId], wanted) : null;
+  if (conflict) {
+    throw alreadyExists(
+      `volume ${id} is already published to node ${JSON.stringify(nodeId)} with ${conflict}; ` +
+        `unpublish it there before publishing it differently`,
+    );
+  }
+  if (!published || !entry.publications?.[nodeId]) {
+    await deps.registry.put(withPublication(entry, nodeId, wanted));
   }
   const readonly = req.readonly || READ_ONLY_ACCESS_MODES.has(cap.accessMode);
-  return { publish_context: { readonly: String(readonly) } };
+  return { publish_context: publishContext(entry, readonly) };
+}
+
+/**
+ * `readonly`, and the current capacity (CONTEXT_CAPACITY_BYTES): the volume
+ * context keeps the size at creation, so after an offline
+ * ControllerExpandVolume this is how NodeStageVolume learns the new size.
+ * An adopted volume has no recorded capacity (0): its device file is the truth.
+ */
+function publishContext(entry: VolumeEntry, readonly: boolean): Record<string, string> {
+  return {
+    readonly: String(readonly),
+    ...(entry.capacityBytes > 0 ? { [CONTEXT_CAPACITY_BYTES]: String(entry.capacityBytes) } : {}),
+  };
 }
 
 /**
@@ -319,9 +376,10 @@ async function unpublishVolume(deps: ControllerDeps, req: CsiRequest) {
   const nodeId = typeof req.node_id === "string" ? req.node_id : "";
   const entry = await deps.registry.get(id);
   if (!entry || entry.retainedAt) return {};
-  const nodes = entry.publishedNodes ?? [];
-  const left = nodeId === "" ? [] : nodes.filter((n) => n !== nodeId);
-  if (left.length !== nodes.length) await deps.registry.put({ ...entry, publishedNodes: left });
+  const left = withoutPublication(entry, nodeId);
+  if (left.publishedNodes!.length !== publishedNodesOf(entry).length) {
+    await deps.registry.put(left);
+  }
   return {};
 }
 

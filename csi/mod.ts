@@ -75,7 +75,21 @@ export {
   type ControllerSettingsOptions,
   FileConfigMapSource,
 } from "./controller_settings.ts";
-export { FileVolumeRegistry, type VolumeEntry, type VolumeRegistry } from "./registry.ts";
+export {
+  FileVolumeRegistry,
+  type Publication,
+  type VolumeEntry,
+  type VolumeRegistry,
+} from "./registry.ts";
+export { MAX_VOLUME_NAME_BYTES, parseVolumeName, volumeIdForName } from "./volume_name.ts";
+export {
+  ANY_NODE,
+  FileKnownNodes,
+  type KnownNodes,
+  KubeKnownNodes,
+  type NodeRecord,
+  registerNode,
+} from "./known_nodes.ts";
 export { MirroredVolumeRegistry, ObjectStoreVolumeRegistry, RECORDS_DIR } from "./volume_store.ts";
 export { type CsiServices, csiServices, PROTO_LOADER_OPTIONS } from "./proto.ts";
 export {

@@ -13,10 +13,27 @@ import { parseVolumeId } from "./validate.ts";
 /** Schema version of a volume record. */
 export const VOLUME_RECORD_SCHEMA = 1;
 
+/** How a volume is published to one node (ControllerPublishVolume's arguments). */
+export interface Publication {
+  readonly: boolean;
+  accessType: "mount" | "block";
+  accessMode: string;
+  /** Mount access with an fs_type given. */
+  fsType?: string;
+  mountFlags: string[];
+}
+
 /** What the controller remembers about one volume. */
 export interface VolumeEntry {
-  /** CreateVolume name = volume ID. */
+  /** The volume ID (the record's key). */
   name: string;
+  /**
+   * The CreateVolume name the volume was created under (absent in records
+   * written before this field, whose name was their ID). It differs from the
+   * ID when the name was not a valid ID (see `volume_name.ts`); a second name
+   * that maps to the same ID is refused with ALREADY_EXISTS.
+   */
+  requestName?: string;
   capacityBytes: number;
   /** `volume_context` returned by CreateVolume (parameters + capacityBytes + fsType). */
   volumeContext: Record<string, string>;
@@ -33,6 +50,14 @@ export interface VolumeEntry {
    * and DeleteVolume refuses. Absent in records written before this field.
    */
   publishedNodes?: string[];
+  /**
+   * How the volume is published to each node of publishedNodes, by node ID,
+   * so a second publish with another capability or readonly flag is refused.
+   * A separate field (not objects in publishedNodes) so that an older
+   * controller still reads the record; a node listed without an entry here
+   * (records written before this field) accepts any publication once.
+   */
+  publications?: Record<string, Publication>;
   /**
    * Set when DeleteVolume ran with `deletePolicy: retain`: the volume is gone
    * for CSI (every RPC treats it as unknown) but its objects were kept. The
@@ -113,16 +138,22 @@ export function parseRecord(text: string, path: string): VolumeEntry {
   const okNodes = nodes === undefined ||
     (Array.isArray(nodes) && nodes.every((n) => typeof n === "string"));
   const okRetained = raw.retainedAt === undefined || typeof raw.retainedAt === "string";
-  if (!ok || !okNodes || !okRetained) {
+  const okName = raw.requestName === undefined || typeof raw.requestName === "string";
+  const pubs = raw.publications;
+  const okPubs = pubs === undefined ||
+    (pubs !== null && typeof pubs === "object" && Object.values(pubs).every(isPublication));
+  if (!ok || !okNodes || !okRetained || !okName || !okPubs) {
     throw internal(`volume record ${path} is missing fields; inspect or remove it`);
   }
   return {
     name: raw.name as string,
+    ...(raw.requestName !== undefined ? { requestName: raw.requestName as string } : {}),
     capacityBytes: raw.capacityBytes as number,
     volumeContext: raw.volumeContext as Record<string, string>,
     parameters: raw.parameters as Record<string, string>,
     createdAt: raw.createdAt as string,
     ...(nodes !== undefined ? { publishedNodes: nodes as string[] } : {}),
+    ...(pubs !== undefined ? { publications: pubs as Record<string, Publication> } : {}),
     ...(raw.retainedAt !== undefined ? { retainedAt: raw.retainedAt as string } : {}),
   };
 }
@@ -130,6 +161,14 @@ export function parseRecord(text: string, path: string): VolumeEntry {
 /** The stored form of an entry (pretty JSON with `schema`). */
 export function serializeRecord(entry: VolumeEntry): string {
   return JSON.stringify({ schema: VOLUME_RECORD_SCHEMA, ...entry }, null, 2) + "\n";
+}
+
+function isPublication(v: unknown): v is Publication {
+  const p = v as Publication;
+  return p !== null && typeof p === "object" && typeof p.readonly === "boolean" &&
+    (p.accessType === "mount" || p.accessType === "block") && typeof p.accessMode === "string" &&
+    (p.fsType === undefined || typeof p.fsType === "string") && Array.isArray(p.mountFlags) &&
+    p.mountFlags.every((f) => typeof f === "string");
 }
 
 function isStringMap(v: unknown): v is Record<string, string> {

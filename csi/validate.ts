@@ -12,10 +12,18 @@ import type { CsiRequest } from "./pipeline.ts";
 export const MAX_VOLUME_ID_BYTES = 128;
 const VOLUME_ID = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 
+/** True when `id` satisfies {@linkcode parseVolumeId}'s rule. */
+export function isValidVolumeId(id: string): boolean {
+  return id !== "" && new TextEncoder().encode(id).length <= MAX_VOLUME_ID_BYTES &&
+    VOLUME_ID.test(id) && !id.includes("..");
+}
+
 /**
  * Check a volume ID (it becomes part of host paths and object-store
  * prefixes): lowercase letters, digits, `-`, `.`, starting and ending with a
- * letter or digit, no `..`, 1 to 128 bytes.
+ * letter or digit, no `..`, 1 to 128 bytes. This is a rule for IDs; a
+ * CreateVolume name may be anything ({@linkcode volumeIdForName} in
+ * `volume_name.ts` derives an ID from it).
  */
 export function parseVolumeId(id: unknown, field = "volume_id"): string {
   if (typeof id !== "string" || id === "") throw invalidArgument(`${field} is required`);

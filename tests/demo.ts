@@ -5,15 +5,16 @@
  * attach mode auto) on embedded defaults in a private directory, then drives
  * create → controller-publish → stage → publish → write → unpublish → unstage
  * → stage again → the file is still there → expand → unstage → delete, printing
- * each step with its time. ZeroFS comes from PATH when installed; otherwise
- * the test stand-in (diod + nbdkit) serves its two protocols, and the demo
- * says so.
+ * each step with its time. It runs the real ZeroFS (the release `.ci/install`
+ * builds) against a real S3 server (MinIO) on loopback, says which releases,
+ * and shows the volume's objects in the bucket before and after DeleteVolume.
  *
  * @module
  */
 
 import { join } from "node:path";
-import { STANDIN_BIN } from "./fixtures/zerofs_standin/mod.ts";
+import { realZeroFsBin } from "./fixtures/zerofs.ts";
+import { listBucketKeys } from "./helpers/bucket.ts";
 import {
   type NodeEnvironment,
   startNodeEnvironment,
@@ -33,9 +34,7 @@ const NOTE = `Hello from ${VOLUME_ID}, written at ${new Date().toISOString()}\n`
 
 /** Host tools the node needs, with the Debian package that provides each. */
 const TOOLS: Record<string, string> = {
-  nbdkit: "nbdkit",
   nbdfuse: "libnbd-bin",
-  diod: "diod",
   losetup: "util-linux",
   blkid: "util-linux",
   "mkfs.ext4": "e2fsprogs",
@@ -52,6 +51,15 @@ async function which(tool: string): Promise<string | null> {
     } catch { /* not here */ }
   }
   return null;
+}
+
+async function countObjects(env: NodeEnvironment, volumeId: string): Promise<number> {
+  return (await listBucketKeys(env.s3, "zerofs-test", `volumes/${volumeId}/`)).length;
+}
+
+async function versionLine(bin: string): Promise<string> {
+  const out = await new Deno.Command(bin, { args: ["--version"], stdout: "piped" }).output();
+  return new TextDecoder().decode(out.stdout).trim();
 }
 
 async function checkPrerequisites(): Promise<void> {
@@ -132,6 +140,10 @@ async function runLifecycle(env: NodeEnvironment): Promise<void> {
     "NodeUnstageVolume (unmount, detach, stop ZeroFS)",
     () => node().NodeUnstageVolume({ volume_id: VOLUME_ID, staging_target_path: paths.staging }),
   );
+  const objects = await step(
+    `ZeroFS's objects in S3 under volumes/${VOLUME_ID}/`,
+    () => countObjects(env, VOLUME_ID),
+  );
   await step("NodeStageVolume again (no reformat)", () => node().NodeStageVolume(stage));
   await step("the file is still there", async () => {
     const text = await Deno.readTextFile(join(paths.staging, "hello.txt"));
@@ -170,25 +182,31 @@ async function runLifecycle(env: NodeEnvironment): Promise<void> {
     () => controller.ControllerUnpublishVolume({ volume_id: VOLUME_ID, node_id: "test-node" }),
   );
   await step("DeleteVolume", () => controller.DeleteVolume({ volume_id: VOLUME_ID }));
+  const left = await step(
+    "objects left under the volume's prefix",
+    () => countObjects(env, VOLUME_ID),
+  );
+  if (left !== 0) throw new Error(`DeleteVolume left ${left} objects`);
   const bytes = stats.usage.find((u: { unit: string }) => u.unit === "BYTES");
   console.log(
-    `\nDevice grew to ${grown.capacity_bytes / GIB} GiB; the filesystem reports ` +
+    `\nZeroFS wrote ${objects} objects for the volume; DeleteVolume removed them all.` +
+      `\nDevice grew to ${grown.capacity_bytes / GIB} GiB; the filesystem reports ` +
       `${(bytes.total / GIB).toFixed(2)} GiB total; condition: ${stats.volume_condition.message}.`,
   );
 }
 
 async function main(): Promise<void> {
   await checkPrerequisites();
-  const realZeroFs = await which("zerofs");
-  const zerofsBin = realZeroFs ?? STANDIN_BIN;
-  console.log(
-    realZeroFs
-      ? `Using ZeroFS from PATH: ${realZeroFs}`
-      : "ZeroFS is not installed: using the TEST STAND-IN (diod serves 9P, nbdkit serves NBD,\n" +
-        "data kept in a local directory instead of S3). Install ZeroFS to run the real thing.",
-  );
+  let zerofsBin: string;
+  try {
+    zerofsBin = realZeroFsBin();
+  } catch (e) {
+    fail((e as Error).message);
+  }
   const t0 = performance.now();
   const env = await startNodeEnvironment({ zerofsBin });
+  console.log(`ZeroFS: ${await versionLine(zerofsBin)} (${zerofsBin})`);
+  console.log(`S3:     ${env.s3.description} at ${env.s3.endpoint}`);
   console.log(
     `Controller and node agent are serving (${(performance.now() - t0).toFixed(0)} ms) in ` +
       `${env.dir}\n`,

@@ -1,5 +1,10 @@
 /**
- * Render a volume's ZeroFS 2.3 `config.toml`.
+ * Render a volume's ZeroFS `config.toml` for the release that will run it.
+ *
+ * Every release refuses unknown keys, and each added tables over time (see
+ * {@linkcode zerofsFeatures}): a setting the release lacks is refused with the
+ * key and both releases named, never silently dropped or rendered into a
+ * file the release would reject at start.
  *
  * The output is deterministic (same input → same bytes), so a hash of it says
  * whether a running instance has the wanted configuration. It never contains
@@ -10,6 +15,13 @@
  */
 
 import { resolveVolumeLocation, type VolumeSettings } from "./settings.ts";
+import { SettingsError } from "./types.ts";
+import {
+  formatZeroFsVersion,
+  type ZeroFsFeatures,
+  zerofsFeatures,
+  type ZeroFsVersion,
+} from "./version.ts";
 import {
   ENV_AWS_ACCESS_KEY_ID,
   ENV_AWS_SECRET_ACCESS_KEY,
@@ -20,6 +32,8 @@ import {
 /** Where this instance listens and caches; the runner decides these paths. */
 export interface RenderConfigOptions {
   volumeId: string;
+  /** The ZeroFS release that will read this file. */
+  version: ZeroFsVersion;
   /** 9P unix socket as ZeroFS sees it (pod mode: the container path). */
   ninepSocket: string;
   /** NBD unix socket as ZeroFS sees it. */
@@ -116,14 +130,71 @@ function awsTable(settings: VolumeSettings, envNames: ReadonlySet<string>): stri
   ]);
 }
 
-function serverTables(opts: RenderConfigOptions): string[] {
-  return [
-    ...table("servers.ninep", [["unix_socket", tomlExpandedString(opts.ninepSocket)]]),
-    ...table("servers.nbd", [["unix_socket", tomlExpandedString(opts.nbdSocket)]]),
-    ...(opts.rpcSocket
-      ? table("servers.rpc", [["unix_socket", tomlExpandedString(opts.rpcSocket)]])
-      : []),
+/**
+ * Unix sockets only. `addresses = []` is explicit: before 0.17 a missing
+ * `addresses` means a TCP listener on 127.0.0.1 (5564 for 9P, 10809 for NBD),
+ * an unauthenticated door to the volume that a second volume would fight over.
+ */
+function serverTables(opts: RenderConfigOptions, features: ZeroFsFeatures): string[] {
+  const unixOnly = (path: string): Line[] => [
+    ["addresses", "[]"],
+    ["unix_socket", tomlExpandedString(path)],
   ];
+  if (opts.rpcSocket && !features.rpcServer) {
+    throw new SettingsError(
+      `ZeroFS ${formatZeroFsVersion(opts.version)} has no RPC listener (added in 0.18.0)`,
+      "precondition",
+    );
+  }
+  return [
+    ...table("servers.ninep", unixOnly(opts.ninepSocket)),
+    ...table("servers.nbd", unixOnly(opts.nbdSocket)),
+    ...(opts.rpcSocket ? table("servers.rpc", unixOnly(opts.rpcSocket)) : []),
+  ];
+}
+
+/** A setting the release cannot take: refused, naming the key and the release that added it. */
+function requireFeature(
+  has: boolean,
+  setting: { key: string; value: unknown; since: string },
+  version: ZeroFsVersion,
+): void {
+  if (has || setting.value === undefined) return;
+  throw new SettingsError(
+    `${setting.key} is set, but ZeroFS ${formatZeroFsVersion(version)} (the release that ` +
+      `runs this volume) has no such setting (it came with ZeroFS ${setting.since}); remove ` +
+      `${setting.key} from the StorageClass or ConfigMap, or run a newer ZeroFS`,
+  );
+}
+
+function checkSettingsFitRelease(settings: VolumeSettings, version: ZeroFsVersion): void {
+  const f = zerofsFeatures(version);
+  requireFeature(f.compression, {
+    key: "compression",
+    value: settings.compression,
+    since: "2.0.0",
+  }, version);
+  requireFeature(f.storageClass, {
+    key: "storageClass",
+    value: settings.storageClass,
+    since: "2.0.0",
+  }, version);
+  for (
+    const key of [
+      "filesystemMaxSizeGB",
+      "lsmL0MaxSsts",
+      "lsmMaxConcurrentCompactions",
+      "lsmFlushIntervalSecs",
+    ] as const
+  ) {
+    requireFeature(f.tuningTables, { key, value: settings[key], since: "0.17.0" }, version);
+  }
+  // Telemetry "on" cannot be honoured by a release without it; "off" is what it does anyway.
+  requireFeature(f.telemetryTable, {
+    key: "telemetry",
+    value: settings.telemetry ? true : undefined,
+    since: "1.0.7",
+  }, version);
 }
 
 function tuningTables(settings: VolumeSettings): string[] {
@@ -159,14 +230,16 @@ function defaultSecretEnvNames(settings: VolumeSettings): string[] {
 }
 
 /**
- * Render `config.toml` for one volume: unix-socket listeners only (no TCP),
- * `[telemetry] enabled = false` unless the settings turn it on, `[aws]` only
- * for `s3://` URLs and only with keys that have values.
+ * Render `config.toml` for one volume and one ZeroFS release: unix-socket
+ * listeners only (no TCP), `[telemetry] enabled = false` unless the settings
+ * turn it on (releases that have the table), `[aws]` only for `s3://` URLs
+ * and only with keys that have values.
  *
  * @example
  * ```ts
  * const toml = renderConfigToml(settings, {
  *   volumeId: "pvc-1",
+ *   version: { major: 0, minor: 16, patch: 2 },
  *   ninepSocket: "/run/zerofs-csi/v/0123456789abcdef/9p.sock",
  *   nbdSocket: "/run/zerofs-csi/v/0123456789abcdef/nbd.sock",
  *   cacheDir: "/var/lib/zerofs-csi/cache/0123456789abcdef",
@@ -175,13 +248,15 @@ function defaultSecretEnvNames(settings: VolumeSettings): string[] {
  * ```
  */
 export function renderConfigToml(settings: VolumeSettings, opts: RenderConfigOptions): string {
+  checkSettingsFitRelease(settings, opts.version);
+  const features = zerofsFeatures(opts.version);
   const location = resolveVolumeLocation(settings, opts.volumeId);
   const envNames = new Set(opts.secretEnvNames ?? defaultSecretEnvNames(settings));
   const mode = opts.readOnly ? "read-only" : "read-write";
   const lines = [
     `# ZeroFS config rendered by zerofs-csi for volume ${
       tomlBasicString(opts.volumeId)
-    } (${mode}).`,
+    } (${mode}, ZeroFS ${formatZeroFsVersion(opts.version)}).`,
     "# Do not edit: the driver rewrites this file and restarts ZeroFS when it changes.",
     "",
     ...table("cache", [
@@ -194,10 +269,12 @@ export function renderConfigToml(settings: VolumeSettings, opts: RenderConfigOpt
       ["encryption_password", envReference(ENV_ENCRYPTION_PASSWORD)],
       optional(settings.storageClass, "storage_class", tomlExpandedString),
     ]),
-    ...serverTables(opts),
+    ...serverTables(opts, features),
     ...tuningTables(settings),
     ...(location.scheme === "s3" ? awsTable(settings, envNames) : []),
-    ...table("telemetry", [["enabled", settings.telemetry ? "true" : "false"]]),
+    ...(features.telemetryTable
+      ? table("telemetry", [["enabled", settings.telemetry ? "true" : "false"]])
+      : []),
   ];
   return lines.join("\n");
 }

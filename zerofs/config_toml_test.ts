@@ -1,9 +1,10 @@
-import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { parse } from "smol-toml";
 import { type RenderConfigOptions, renderConfigToml, tomlBasicString } from "./config_toml.ts";
 import { resolveSettings, type VolumeSettings } from "./settings.ts";
 import { secretEnv } from "./secrets.ts";
+import { SettingsError } from "./types.ts";
 
 const TRICKY = 'a"b\\c$d\ne\tf\u0001g${HOME}h';
 
@@ -18,6 +19,7 @@ function baseSettings(extra: Record<string, string> = {}): VolumeSettings {
 
 const OPTS: RenderConfigOptions = {
   volumeId: "pvc-1",
+  version: { major: 2, minor: 3, patch: 0 },
   ninepSocket: "/run/zerofs-csi/v/0123456789abcdef/9p.sock",
   nbdSocket: "/run/zerofs-csi/v/0123456789abcdef/nbd.sock",
   cacheDir: "/var/lib/zerofs-csi/cache/0123456789abcdef",
@@ -38,8 +40,8 @@ Deno.test("minimal config: required keys, unix sockets only, telemetry off, no [
     encryption_password: "${ZEROFS_ENCRYPTION_PASSWORD}",
   });
   assertEquals(doc.servers, {
-    ninep: { unix_socket: OPTS.ninepSocket },
-    nbd: { unix_socket: OPTS.nbdSocket },
+    ninep: { addresses: [], unix_socket: OPTS.ninepSocket },
+    nbd: { addresses: [], unix_socket: OPTS.nbdSocket },
   });
   assertEquals(doc.telemetry, { enabled: false });
   assertEquals(Object.keys(doc).sort(), ["cache", "servers", "storage", "telemetry"]);
@@ -145,14 +147,72 @@ Deno.test("optional tables: [filesystem], [lsm], rpc listener, telemetry on", ()
     max_concurrent_compactions: 4,
     flush_interval_secs: 30,
   });
-  assertEquals((doc.servers as Record<string, unknown>).rpc, { unix_socket: "/r/rpc.sock" });
+  assertEquals((doc.servers as Record<string, unknown>).rpc, {
+    addresses: [],
+    unix_socket: "/r/rpc.sock",
+  });
   assertEquals(doc.telemetry, { enabled: true });
 });
 
-Deno.test("no TCP listener is ever configured", () => {
-  const text = renderConfigToml(baseSettings(), { ...OPTS, rpcSocket: "/r/rpc.sock" });
-  ok(!text.includes("addresses"), text);
-  ok(!/\[servers\.(nfs|webui)\]/.test(text), text);
+Deno.test("no TCP listener is ever configured: every listener says addresses = []", () => {
+  // Before 0.17 a missing `addresses` meant 127.0.0.1:5564 (9P) / :10809 (NBD).
+  for (const version of [V0_16, OPTS.version]) {
+    const rpcSocket = version === V0_16 ? undefined : "/r/rpc.sock";
+    const text = renderConfigToml(baseSettings(), { ...OPTS, version, rpcSocket });
+    const servers = parseDoc(text).servers as Record<string, { addresses?: unknown }>;
+    for (const [name, listener] of Object.entries(servers)) {
+      assertEquals(listener.addresses, [], `${name} in ${text}`);
+    }
+    ok(!/\[servers\.(nfs|webui)\]/.test(text), text);
+  }
+});
+
+const V0_16 = { major: 0, minor: 16, patch: 2 };
+
+Deno.test("ZeroFS 0.16: only the tables 0.16 knows (it refuses unknown keys)", () => {
+  const doc = parseDoc(renderConfigToml(baseSettings(), { ...OPTS, version: V0_16 }));
+  assertEquals(Object.keys(doc).sort(), ["cache", "servers", "storage"]);
+  assertEquals(Object.keys(doc.storage).sort(), ["encryption_password", "url"]);
+  assertEquals(Object.keys(doc.servers).sort(), ["nbd", "ninep"]);
+  const withAws = parseDoc(
+    renderConfigToml(
+      baseSettings({ awsEndpoint: "http://127.0.0.1:9000", awsAllowHTTP: "true" }),
+      { ...OPTS, version: V0_16 },
+    ),
+  );
+  assertEquals(withAws.aws, { endpoint: "http://127.0.0.1:9000", allow_http: "true" });
+});
+
+Deno.test("ZeroFS 0.16: a setting 0.16 lacks is refused, naming the key and both releases", () => {
+  const cases: [Record<string, string>, string, string][] = [
+    [{ compression: "lz4" }, "compression", "2.0.0"],
+    [{ storageClass: "STANDARD_IA" }, "storageClass", "2.0.0"],
+    [{ filesystemMaxSizeGB: "100" }, "filesystemMaxSizeGB", "0.17.0"],
+    [{ lsmL0MaxSsts: "8" }, "lsmL0MaxSsts", "0.17.0"],
+    [{ lsmMaxConcurrentCompactions: "2" }, "lsmMaxConcurrentCompactions", "0.17.0"],
+    [{ lsmFlushIntervalSecs: "10" }, "lsmFlushIntervalSecs", "0.17.0"],
+    [{ telemetry: "true" }, "telemetry", "1.0.7"],
+  ];
+  for (const [extra, key, since] of cases) {
+    throws(
+      () => renderConfigToml(baseSettings(extra), { ...OPTS, version: V0_16 }),
+      (e: Error) =>
+        e instanceof SettingsError && e.message.startsWith(`${key} is set, but ZeroFS 0.16.2`) &&
+        e.message.includes(`ZeroFS ${since}`),
+      key,
+    );
+  }
+  throws(
+    () => renderConfigToml(baseSettings(), { ...OPTS, version: V0_16, rpcSocket: "/r/rpc.sock" }),
+    /ZeroFS 0\.16\.2 has no RPC listener \(added in 0\.18\.0\)/,
+  );
+  // Telemetry off is what 0.16 does anyway: no table, no refusal.
+  ok(!renderConfigToml(baseSettings(), { ...OPTS, version: V0_16 }).includes("telemetry"));
+});
+
+Deno.test("the header names the release the file is for", () => {
+  ok(renderConfigToml(baseSettings(), { ...OPTS, version: V0_16 }).includes("ZeroFS 0.16.2"));
+  ok(renderConfigToml(baseSettings(), OPTS).includes("ZeroFS 2.3.0"));
 });
 
 Deno.test("deterministic: same input, same bytes; a change changes the hash", () => {

@@ -21,6 +21,18 @@ export { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
 export * from "./settings.ts";
 export * from "./secrets.ts";
 export { type RenderConfigOptions, renderConfigToml } from "./config_toml.ts";
+export {
+  compareZeroFsVersions,
+  detectBinaryVersion,
+  formatZeroFsVersion,
+  imageVersion,
+  incompatibilityReason,
+  parseZeroFsVersion,
+  storageFamily,
+  type ZeroFsFeatures,
+  zerofsFeatures,
+  type ZeroFsVersion,
+} from "./version.ts";
 export { NinepClient, ninepHandshake } from "./ninep/mod.ts";
 export { ensureDeviceFile, readDeviceFileSize } from "./device_file.ts";
 export {
@@ -29,9 +41,11 @@ export {
   type VolumeRecord,
   VolumeRecordError,
   writeVolumeRecord,
+  type ZeroFsPin,
 } from "./volume_record.ts";
 export { listNbdExports, probeNbdExport } from "./nbd_probe.ts";
 export { checkReady, waitUntilReady } from "./readiness.ts";
+export { probeWritable, WRITER_PROBE_PATH, type WriterProbe } from "./writer_probe.ts";
 export { ProcessRunner, type ProcessRunnerOptions, readLogTail } from "./process_runner.ts";
 export * from "./objectstore/mod.ts";
 export {

@@ -37,6 +37,7 @@ import { checkSocketPath, volumeDirName, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { RunnerLog } from "./process_runner.ts";
 import type { VolumeSettings } from "./settings.ts";
+import { imageVersion, type ZeroFsVersion } from "./version.ts";
 import {
   AWS_CREDENTIALS_SECRET_KEYS,
   ENCRYPTION_PASSWORD_SECRET_KEY,
@@ -166,6 +167,15 @@ export class PodRunner implements ZeroFsRunner {
     this.#nodeName = opts.nodeName;
     this.#graceSeconds = grace;
     this.#log = opts.log ?? { log() {} };
+  }
+
+  /** The release the volume's image runs, from its tag. */
+  version(settings: VolumeSettings): Promise<ZeroFsVersion> {
+    try {
+      return Promise.resolve(imageVersion(settings.zerofsImage));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Container paths; secrets only as names (the kubelet resolves the Secrets). */

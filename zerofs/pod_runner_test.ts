@@ -46,6 +46,7 @@ function specWith(configMap: Record<string, string>, readOnly = false): Instance
     nbdSocket: paths.nbdSocket,
     exportName: "",
     settings,
+    zerofsVersion: { major: 0, minor: 16, patch: 2 },
   };
 }
 

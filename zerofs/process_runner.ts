@@ -24,6 +24,7 @@ import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { VolumeSettings } from "./settings.ts";
 import { secretEnv, type SecretValues } from "./secrets.ts";
 import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./types.ts";
+import { detectBinaryVersion, type ZeroFsVersion } from "./version.ts";
 
 const RECORD_SCHEMA = 1;
 const STOP_POLL_MS = 50;
@@ -97,6 +98,7 @@ export class ProcessRunner implements ZeroFsRunner {
   readonly #stopGraceMs: number;
   readonly #readyTimeoutMs: number;
   readonly #log: RunnerLog;
+  #version?: Promise<ZeroFsVersion>;
 
   constructor(opts: ProcessRunnerOptions = {}) {
     this.#bin = opts.zerofsBin ?? "zerofs";
@@ -133,10 +135,15 @@ export class ProcessRunner implements ZeroFsRunner {
     return runningStatus(spec.volumeId, started);
   }
 
-  /**
-   * SIGTERM, wait up to the grace period, then SIGKILL with a warning. Removes
-   * the record and the socket files. Idempotent: nothing running is success.
-   */
+  /** The release of the configured binary (`zerofs --version`), asked once; a failure is retried next call. */
+  version(): Promise<ZeroFsVersion> {
+    this.#version ??= detectBinaryVersion(this.#bin).catch((e) => {
+      this.#version = undefined;
+      throw e;
+    });
+    return this.#version;
+  }
+
   /** A local process sees host paths and gets secret values as its environment. */
   view(opts: { paths: VolumePaths; settings: VolumeSettings; secrets: SecretValues }): RunnerView {
     const env = secretEnv(opts.secrets);
@@ -152,6 +159,10 @@ export class ProcessRunner implements ZeroFsRunner {
     };
   }
 
+  /**
+   * SIGTERM, wait up to the grace period, then SIGKILL with a warning. Removes
+   * the record and the socket files. Idempotent: nothing running is success.
+   */
   async stop(volumeId: string, stateDir: string): Promise<void> {
     const files = runnerFiles(stateDir);
     const record = await readRecord(files.record);

@@ -141,7 +141,7 @@ export const DEFAULT_SETTINGS: Readonly<Omit<VolumeSettings, "storageURL">> = {
   cacheDir: "/var/lib/zerofs-csi/cache",
   cacheDiskSizeGB: 1,
   cacheMemorySizeGB: 0.25,
-  zerofsImage: "ghcr.io/barre/zerofs:2.3.0",
+  zerofsImage: "ghcr.io/barre/zerofs:0.16.2",
   podReadyTimeoutSeconds: 120,
   telemetry: false,
 };
@@ -246,7 +246,7 @@ const parseImage: Parser<string> = (raw, where) => {
     throw invalid(
       where,
       raw,
-      `must be a container image reference such as "ghcr.io/barre/zerofs:2.3.0"`,
+      `must be a container image reference such as "ghcr.io/barre/zerofs:0.16.2"`,
     );
   }
   return raw;

@@ -7,6 +7,7 @@
 import type { VolumePaths } from "./paths.ts";
 import type { VolumeSettings } from "./settings.ts";
 import type { SecretValues } from "./secrets.ts";
+import type { ZeroFsVersion } from "./version.ts";
 
 /** Everything a runner needs to run one volume's ZeroFS. */
 export interface InstanceSpec {
@@ -28,6 +29,8 @@ export interface InstanceSpec {
   exportName: string;
   /** The volume's resolved settings (image, resources, secret names for the pod runner). */
   settings: VolumeSettings;
+  /** The ZeroFS release the config was rendered for. */
+  zerofsVersion: ZeroFsVersion;
 }
 
 /** How ZeroFS started by a runner sees the volume's files, and how it gets its secrets. */
@@ -57,6 +60,8 @@ export interface InstanceStatus {
 
 /** Owns the ZeroFS instances of this node (process or pod). */
 export interface ZeroFsRunner {
+  /** The ZeroFS release this runner would start for a volume with these settings. */
+  version(settings: VolumeSettings): Promise<ZeroFsVersion>;
   /** Where this runner's ZeroFS finds the volume's sockets and cache, and its secrets. */
   view(opts: { paths: VolumePaths; settings: VolumeSettings; secrets: SecretValues }): RunnerView;
   /** Running with exactly this config and ready (real handshakes), or throws. */

@@ -15,20 +15,33 @@ const TEMP_PATH = `${VOLUME_RECORD_PATH}.tmp`;
 const RECORD_MODE = 0o600;
 /** A real record is a few hundred bytes; anything this large is not one. */
 const MAX_RECORD_BYTES = 64 * 1024;
-const SCHEMA = 1;
+/** Written by this driver; schema 1 (no ZeroFS pin) is still read. */
+const SCHEMA = 2;
+const READABLE_SCHEMAS: readonly number[] = [1, 2];
 const FS_TYPES = ["ext4", "xfs", "btrfs", "block"] as const;
 
 /** What the device holds: a filesystem, or raw block for the pod. */
 export type VolumeFsType = typeof FS_TYPES[number];
 
-/** The record, schema 1. Times are ISO 8601 strings. */
+/**
+ * Which ZeroFS releases have served the volume (release numbers like
+ * `0.16.2`): the first that wrote it, and the newest since. The volume is
+ * pinned to that storage family and never handed to an older release.
+ */
+export interface ZeroFsPin {
+  formattedBy: string;
+  servedBy: string;
+}
+
+/** The record. Times are ISO 8601 strings. Schema 1 records carry no `zerofs` pin. */
 export interface VolumeRecord {
-  schema: 1;
+  schema: 1 | 2;
   driverVersion: string;
   fsType: VolumeFsType;
   formatted: boolean;
   createdAt: string;
   formattedAt?: string;
+  zerofs?: ZeroFsPin;
 }
 
 /** The record exists but cannot be trusted (→ INTERNAL; never treat it as absent). */
@@ -63,7 +76,8 @@ export async function readVolumeRecord(client: NinepClient): Promise<VolumeRecor
  * rename it over the record, fsync the root directory.
  */
 export async function writeVolumeRecord(client: NinepClient, record: VolumeRecord): Promise<void> {
-  const bytes = new TextEncoder().encode(JSON.stringify(validate(record), null, 2) + "\n");
+  const current = validate({ ...record, schema: SCHEMA });
+  const bytes = new TextEncoder().encode(JSON.stringify(current, null, 2) + "\n");
   await client.writeFile(TEMP_PATH, bytes, { mode: RECORD_MODE });
   await client.rename(TEMP_PATH, VOLUME_RECORD_PATH);
   await client.fsyncDir("/");
@@ -88,11 +102,11 @@ function validate(value: unknown): VolumeRecord {
     throw invalid("it is not a JSON object");
   }
   const r = value as Record<string, unknown>;
-  if (r.schema !== SCHEMA) {
+  if (!READABLE_SCHEMAS.includes(r.schema as number)) {
     throw invalid(
-      `schema ${
-        JSON.stringify(r.schema)
-      } is not ${SCHEMA} (written by a newer driver? upgrade this one)`,
+      `schema ${JSON.stringify(r.schema)} is not one of ${
+        READABLE_SCHEMAS.join(", ")
+      } (written by a newer driver? upgrade this one)`,
     );
   }
   if (typeof r.driverVersion !== "string" || r.driverVersion === "") {
@@ -105,14 +119,28 @@ function validate(value: unknown): VolumeRecord {
   checkTime(r.createdAt, "createdAt");
   if (r.formattedAt !== undefined) checkTime(r.formattedAt, "formattedAt");
   const record: VolumeRecord = {
-    schema: SCHEMA,
+    schema: r.schema as 1 | 2,
     driverVersion: r.driverVersion,
     fsType: r.fsType as VolumeFsType,
     formatted: r.formatted,
     createdAt: r.createdAt as string,
   };
   if (r.formattedAt !== undefined) record.formattedAt = r.formattedAt as string;
+  if (r.schema === 2 || r.zerofs !== undefined) record.zerofs = checkPin(r.zerofs);
   return record;
+}
+
+const RELEASE = /^\d+\.\d+\.\d+$/;
+
+function checkPin(value: unknown): ZeroFsPin {
+  const pin = value as Record<string, unknown> | null;
+  if (typeof pin !== "object" || pin === null) throw invalid("zerofs (the ZeroFS pin) is missing");
+  for (const field of ["formattedBy", "servedBy"]) {
+    if (typeof pin[field] !== "string" || !RELEASE.test(pin[field] as string)) {
+      throw invalid(`zerofs.${field} ${JSON.stringify(pin[field])} is not a ZeroFS release`);
+    }
+  }
+  return { formattedBy: pin.formattedBy as string, servedBy: pin.servedBy as string };
 }
 
 function checkTime(value: unknown, field: string): void {

@@ -12,6 +12,17 @@ const good: VolumeRecord = {
   formattedAt: "2025-01-01T00:00:05.000Z",
 };
 
+const pinned: VolumeRecord = {
+  ...good,
+  schema: 2,
+  zerofs: { formattedBy: "0.16.2", servedBy: "0.19.1" },
+};
+
+Deno.test("schema 2 carries the ZeroFS pin; schema 1 (before pins) is still read", () => {
+  deepStrictEqual(parseVolumeRecord(encode(pinned)), pinned);
+  deepStrictEqual(parseVolumeRecord(encode(good)).zerofs, undefined);
+});
+
 Deno.test("a valid record parses to the same value", () => {
   deepStrictEqual(parseVolumeRecord(encode(good)), good);
   const { formattedAt: _, ...unformatted } = { ...good, formatted: false };
@@ -24,7 +35,11 @@ Deno.test("corrupt or unknown records throw, never read as absent", () => {
     "{not json",
     "null",
     "[]",
-    { ...good, schema: 2 },
+    { ...good, schema: 3 },
+    { ...good, schema: 2 }, // schema 2 carries the ZeroFS pin
+    { ...pinned, zerofs: { formattedBy: "0.16.2" } },
+    { ...pinned, zerofs: { formattedBy: "0.16.2", servedBy: "latest" } },
+    { ...pinned, zerofs: "0.16.2" },
     { ...good, schema: undefined },
     { ...good, fsType: "ntfs" },
     { ...good, formatted: "yes" },

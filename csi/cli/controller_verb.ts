@@ -4,7 +4,7 @@
  * @module
  */
 
-import { createKubeClient } from "../../zerofs/mod.ts";
+import { createKubeClient, type KubeClient } from "../../zerofs/mod.ts";
 import {
   ControllerSettings,
   type ControllerSettingsOptions,
@@ -13,6 +13,7 @@ import {
 } from "../controller_settings.ts";
 import { createControllerService } from "../controller.ts";
 import { createIdentityService } from "../identity.ts";
+import { ANY_NODE, FileKnownNodes, type KnownNodes, KubeKnownNodes } from "../known_nodes.ts";
 import { VolumeLocks } from "../locks.ts";
 import type { Logger } from "../log.ts";
 import type { PipelineContext } from "../pipeline.ts";
@@ -46,6 +47,7 @@ export async function runController(argv: string[]): Promise<number> {
     "volume-records": { type: "string", default: "auto" },
     "delete-timeout-ms": { type: "string", default: "30000" },
     "metrics-address": { type: "string" },
+    "node-registry": { type: "string" },
     ...LOG_FLAGS,
   });
   if (flags.help) return printUsage("controller");
@@ -60,7 +62,14 @@ export async function runController(argv: string[]): Promise<number> {
     throw new UsageError("--delete-timeout-ms must be a whole number ≥ 1000", "controller");
   }
   const log = loggerFrom("controller", flags);
-  const settings = await controllerSettings(flags, log);
+  const { settings, kube } = await controllerSettings(flags, log);
+  const knownNodes = knownNodesFrom(optionalFlag(flags, "node-registry"), kube);
+  log.log(knownNodes === ANY_NODE ? "warn" : "info", "node existence", {
+    source: knownNodes.source,
+    ...(knownNodes === ANY_NODE
+      ? { reason: "no Kubernetes API and no --node-registry: publishing to any node_id succeeds" }
+      : {}),
+  });
   const registry = await controllerRegistry(String(flags["state-dir"]), settings, recordsMode, log);
   const pipeline: PipelineContext = { log, locks: new VolumeLocks() };
   const metrics = await metricsFor(optionalFlag(flags, "metrics-address"), pipeline, log);
@@ -73,6 +82,7 @@ export async function runController(argv: string[]): Promise<number> {
         settings,
         log,
         deleteTimeouts: { requestTimeoutMs: deleteTimeoutMs },
+        knownNodes,
       }),
     },
   });
@@ -86,7 +96,10 @@ export async function runController(argv: string[]): Promise<number> {
  * `--namespace` through the Kubernetes API (client-node is loaded only then);
  * `--settings-file` may still give defaults.
  */
-async function controllerSettings(flags: Flags, log: Logger): Promise<ControllerSettings> {
+async function controllerSettings(
+  flags: Flags,
+  log: Logger,
+): Promise<{ settings: ControllerSettings; kube?: KubeClient }> {
   const source = oneOf("controller", "config-source", String(flags["config-source"]), [
     "api",
     "file",
@@ -105,8 +118,9 @@ async function controllerSettings(flags: Flags, log: Logger): Promise<Controller
   const opts: Omit<ControllerSettingsOptions, "defaults"> = {
     defaultConfigMapName: optionalFlag(flags, "default-config-map"),
   };
+  let kube: KubeClient | undefined;
   if (useApi) {
-    const kube = await createKubeClient({ kubeconfig });
+    kube = await createKubeClient({ kubeconfig });
     opts.configMaps = new KubeConfigMapSource(kube, namespace);
     opts.secrets = new KubeSecretSource(kube, namespace);
     opts.namespace = namespace;
@@ -121,7 +135,20 @@ async function controllerSettings(flags: Flags, log: Logger): Promise<Controller
     settings_file: settingsFile ?? "(none)",
     default_config_map: opts.defaultConfigMapName ?? "(none)",
   });
-  return settings;
+  return { settings, kube };
+}
+
+/**
+ * Where ControllerPublishVolume learns which nodes exist: the node registry
+ * directory when given (the node agents write it), else the API's CSINode
+ * objects when the controller reads the API, else nowhere (every node_id is
+ * accepted: refusing would break every standalone set-up without a registry,
+ * while a CO only publishes to nodes it runs workloads on).
+ */
+function knownNodesFrom(registryDir: string | undefined, kube?: KubeClient): KnownNodes {
+  if (registryDir) return new FileKnownNodes(registryDir);
+  if (kube) return new KubeKnownNodes(kube);
+  return ANY_NODE;
 }
 
 /** Set in every pod: the in-cluster API server's address. */

@@ -6,6 +6,7 @@
  */
 
 import { createIdentityService } from "../identity.ts";
+import { registerNode } from "../known_nodes.ts";
 import { VolumeLocks } from "../locks.ts";
 import type { Logger } from "../log.ts";
 import type { DriverMetrics } from "../metrics.ts";
@@ -78,6 +79,7 @@ export async function runNode(argv: string[]): Promise<number> {
     ...NODE_FLAGS,
     "max-volumes": { type: "string" },
     "metrics-address": { type: "string" },
+    "node-registry": { type: "string" },
     ...LOG_FLAGS,
   });
   if (flags.help) return printUsage("node");
@@ -85,6 +87,12 @@ export async function runNode(argv: string[]): Promise<number> {
   const log = loggerFrom("node", flags);
   const ctx = await createNodeContext(opts, log);
   await recoverNodeState(ctx);
+  // A controller reading the registry publishes only to nodes that wrote their record.
+  const registryDir = optionalFlag(flags, "node-registry");
+  if (registryDir) {
+    const record = await registerNode(registryDir, opts.nodeId);
+    log.log("info", "node registered", { node_id: opts.nodeId, record });
+  }
   const pipeline: PipelineContext = { log, locks: new VolumeLocks() };
   const metrics = await metricsFor(optionalFlag(flags, "metrics-address"), pipeline, log);
   metrics?.metrics.onCollect(() => collectNodeGauges(ctx, metrics.metrics));

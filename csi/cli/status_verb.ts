@@ -31,7 +31,7 @@ export async function statusRow(
   ctx: NodeContext,
   state: NodeVolumeState,
 ): Promise<VolumeStatusRow> {
-  const health = await volumeHealth(ctx, state);
+  const health = await volumeHealth(ctx, state, { probeWrites: true });
   const device = state.attachment?.device || undefined;
   const size = device && health.deviceConnected
     ? await deviceSizeBytes(device).catch(() => undefined)

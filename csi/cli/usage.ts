@@ -47,6 +47,9 @@ Run "zerofs-csi <verb> --help" for a verb's flags.`,
   --kubeconfig           kubeconfig file for the API (default: in-cluster ServiceAccount)
   --namespace            driver namespace of ConfigMaps and Secrets  (default zerofs)
   --metrics-address      serve Prometheus metrics at host:port/metrics (default: off)
+  --node-registry        directory the node agents register in (their --node-registry);
+                         ControllerPublishVolume to a node without a record is NOT_FOUND
+                         (default: CSINode objects with the API, else no check)
 ${LOGGING}
   --help                 show this help
 
@@ -59,6 +62,8 @@ ${LOGGING}
 ${NODE_SHARED}
   --max-volumes   cap on volumes per node
   --metrics-address serve Prometheus metrics at host:port/metrics (default: off)
+  --node-registry directory to register this node in at start (<dir>/<node id>.json),
+                  read by a controller without the Kubernetes API
 ${LOGGING}
   --help          show this help`,
   status: `Usage: zerofs-csi status [--json] [flags]

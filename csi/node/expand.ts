@@ -6,6 +6,15 @@
  * volume published. `fsGrowPending` in the state record makes a retry after
  * a crash finish the filesystem step.
  *
+ * The driver advertises VolumeExpansion OFFLINE, and the CSI spec's flow for
+ * it is: ControllerExpandVolume while unpublished, then stage, then
+ * NodeExpandVolume (staged or published). That flow never needs a device
+ * to grow under a pod: ControllerPublishVolume hands the current capacity to
+ * NodeStageVolume (publish context), which attaches at that size and grows
+ * the filesystem (stage.ts), so the call here finds the device big enough and
+ * answers at once. Growing a published device (online) is refused: the NBD
+ * connection would have to be replaced under the pod's open files.
+ *
  * @module
  */
 
@@ -18,11 +27,12 @@ import {
   unmount,
 } from "../../blockdev/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
-import { failedPrecondition, invalidArgument, outOfRange } from "../errors.ts";
-import { parseAbsolutePath, parseVolumeId } from "../validate.ts";
+import { failedPrecondition, notFound, outOfRange } from "../errors.ts";
+import { parseRequiredString, parseVolumeId } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
 import type { RawRequest } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
+import { MAX_PATH_BYTES } from "./stats.ts";
 import { DEVICE_EXPORT, growDeviceFile } from "./volume_files.ts";
 
 const ROUNDING_BYTES = 4096;
@@ -30,12 +40,17 @@ const ROUNDING_BYTES = 4096;
 /** NodeExpandVolume. */
 export async function nodeExpandVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
   const volumeId = parseVolumeId(req.volume_id, "volume_id");
-  parseAbsolutePath(req.volume_path, "volume_path");
-  const requiredBytes = requiredSize(req);
+  const volumePath = parseRequiredString(req.volume_path, "volume_path", MAX_PATH_BYTES);
   let state = await ctx.states.read(volumeId);
-  if (state?.phase !== "staged" || !state.attachment) {
+  const known = state &&
+    (state.stagingPath === volumePath || state.publishedTargets.some((t) => t.path === volumePath));
+  if (!state || !known) {
+    throw notFound(`volume "${volumeId}" is not staged or published at ${volumePath} on this node`);
+  }
+  if (state.phase !== "staged" || !state.attachment) {
     throw failedPrecondition(`volume "${volumeId}" is not staged on this node; stage it first`);
   }
+  const requiredBytes = requiredSize(req);
   const sizeBytes = await deviceSizeBytes(state.attachment.device);
   if (sizeBytes >= requiredBytes && !state.fsGrowPending) return { capacity_bytes: sizeBytes };
   await requireUnpublished(state);
@@ -49,10 +64,11 @@ export async function nodeExpandVolume(ctx: NodeContext, req: RawRequest): Promi
   return { capacity_bytes: await deviceSizeBytes(state.attachment!.device) };
 }
 
+/** The size asked for; 0 (no capacity_range) = the device's size, finishing a pending grow. */
 function requiredSize(req: RawRequest): number {
   const required = Number(req.capacity_range?.required_bytes ?? 0);
   const limit = Number(req.capacity_range?.limit_bytes ?? 0);
-  if (!(required > 0)) throw invalidArgument("capacity_range.required_bytes is required");
+  if (!(required > 0)) return 0;
   const rounded = Math.ceil(required / ROUNDING_BYTES) * ROUNDING_BYTES;
   if (limit > 0 && rounded > limit) {
     throw outOfRange(`required ${required} bytes rounds to ${rounded}, above limit ${limit}`);

@@ -22,6 +22,8 @@ export function nodeGetCapabilities(): object {
       rpc("GET_VOLUME_STATS"),
       rpc("VOLUME_CONDITION"),
       rpc("EXPAND_VOLUME"),
+      // The controller advertises it too; the spec requires both or neither.
+      rpc("SINGLE_NODE_MULTI_WRITER"),
     ],
   };
 }

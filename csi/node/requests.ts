@@ -55,7 +55,14 @@ export function parseStageRequest(
       ? fsTypeOf(capability, volumeContext, allowedFsTypes)
       : undefined,
     readOnly: READ_ONLY_MODES.has(capability.accessMode) || publishContext.readonly === "true",
-    capacityBytes: capacityOf(volumeContext),
+    // The volume context keeps the size at creation; the controller's publish context
+    // carries the size after an offline ControllerExpandVolume.
+    capacityBytes: Math.max(
+      capacityOf(volumeContext, "volume_context"),
+      publishContext.capacityBytes === undefined
+        ? 0
+        : capacityOf(publishContext, "publish_context"),
+    ),
     volumeContext,
     secrets: req.secrets ?? {},
   };
@@ -83,13 +90,13 @@ function fsTypeOf(
   return fsType as FsType;
 }
 
-function capacityOf(volumeContext: Record<string, string>): number {
-  const text = volumeContext.capacityBytes;
+function capacityOf(context: Record<string, string>, field: string): number {
+  const text = context.capacityBytes;
   if (text === undefined) return DEFAULT_CAPACITY_BYTES;
   const bytes = Number(text);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {
     throw invalidArgument(
-      `volume_context.capacityBytes "${text}" is not a positive whole number of bytes`,
+      `${field}.capacityBytes "${text}" is not a positive whole number of bytes`,
     );
   }
   return Math.ceil(bytes / ROUNDING_BYTES) * ROUNDING_BYTES;

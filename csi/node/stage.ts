@@ -5,8 +5,12 @@
  *   1. record the staging intent (state.json, phase "staging")   undo: forget state
  *   2. ZeroFS running with this config and ready                  undo: stop ZeroFS
  *   3. 9P: the record, and the device file at least the capacity
+ *      (the larger of the volume context's and the publish context's)
  *   4. attach the NBD export (device recorded before connecting)  undo: detach
- *   5. mount access: format once, then mount at the staging path  undo: unmount
+ *   5. mount access: format once, then mount at the staging path  undo: unmount;
+ *      a device file step 3 grew (after an offline ControllerExpandVolume) gets
+ *      its filesystem grown too, recorded first as fsGrowPending so that a
+ *      crash leaves the rest to the next stage or to NodeExpandVolume
  *   6. record phase "staged"
  * NodeUnstageVolume runs the undo column top-down: unmount, detach, stop, forget.
  *
@@ -16,13 +20,22 @@
 import {
   type Attachment,
   findMountByTarget,
+  type FsType,
+  growExt4Offline,
+  growFilesystem,
   isZeroed,
   makeFilesystem,
   mountFilesystem,
   probeSignature,
   unmount,
 } from "../../blockdev/mod.ts";
-import { type NinepClient, type VolumePaths, volumePaths } from "../../zerofs/mod.ts";
+import {
+  type InstanceSpec,
+  type NinepClient,
+  type VolumePaths,
+  volumePaths,
+  type ZeroFsVersion,
+} from "../../zerofs/mod.ts";
 import { alreadyExists, failedPrecondition } from "../errors.ts";
 import type { NodeContext } from "./context.ts";
 import { decideFormat, FormatRefusedError } from "./format_once.ts";
@@ -73,11 +86,12 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
   await clock.time("state", () => ctx.states.write(state));
   if (!prior) undo.push("forget state", () => ctx.states.remove(input.volumeId));
 
+  const spec = await instanceSpecFor(ctx, { ...input, paths });
   const connected = prior?.attachment && await ctx.attacher.isConnected(prior.attachment)
     ? prior.attachment
     : undefined;
   if (connected) await requireRunningZeroFs(ctx, input.volumeId, paths);
-  else await clock.time("zerofs_start", () => ensureZeroFs(ctx, input, paths, undo));
+  else await clock.time("zerofs_start", () => ensureZeroFs(ctx, spec, undo));
 
   // One 9P connection for the device file, the record, and the record's update after mkfs.
   await withVolumeFs(paths.ninepSocket, async (fs) => {
@@ -87,15 +101,33 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
         sizeBytes: input.capacityBytes,
         readOnly: input.readOnly,
         recordFsType: input.fsType ?? "block",
+        zerofsVersion: spec.zerofsVersion,
       }));
     const attachment = connected ??
       await clock.time("attach", () => attach(ctx, { state, paths, input, undo }));
     state = { ...state, attachment };
     if (input.capability.accessType === "mount") {
-      await formatOnceAndMount(ctx, { input, device: attachment.device, files, fs, undo, clock });
+      const growFs = !input.readOnly && (files.deviceGrown || prior?.fsGrowPending === true);
+      if (growFs) {
+        state = { ...state, fsGrowPending: true };
+        await ctx.states.write(state);
+      }
+      await formatOnceAndMount(ctx, {
+        growFs,
+        input,
+        device: attachment.device,
+        files,
+        fs,
+        undo,
+        clock,
+        zerofsVersion: spec.zerofsVersion,
+      });
     }
   });
-  await clock.time("state", () => ctx.states.write({ ...state, phase: "staged" }));
+  await clock.time(
+    "state",
+    () => ctx.states.write({ ...state, phase: "staged", fsGrowPending: false }),
+  );
 }
 
 function initialState(input: StageInput): NodeVolumeState {
@@ -149,17 +181,11 @@ export async function isStagingIntact(ctx: NodeContext, state: NodeVolumeState):
   return mount?.source === state.attachment.device;
 }
 
-async function ensureZeroFs(
-  ctx: NodeContext,
-  input: StageInput,
-  paths: VolumePaths,
-  undo: UndoStack,
-): Promise<void> {
-  const spec = await instanceSpecFor(ctx, { ...input, paths });
-  const before = await ctx.runner.status(input.volumeId, paths.dir);
+async function ensureZeroFs(ctx: NodeContext, spec: InstanceSpec, undo: UndoStack): Promise<void> {
+  const before = await ctx.runner.status(spec.volumeId, spec.stateDir);
   await ctx.runner.ensure(spec);
   if (!before.running) {
-    undo.push("stop ZeroFS", () => ctx.runner.stop(input.volumeId, paths.dir));
+    undo.push("stop ZeroFS", () => ctx.runner.stop(spec.volumeId, spec.stateDir));
   }
 }
 
@@ -214,6 +240,9 @@ async function formatOnceAndMount(
     fs: NinepClient;
     undo: UndoStack;
     clock: StepClock;
+    /** The device grew under an existing filesystem: grow it to fill the device. */
+    growFs: boolean;
+    zerofsVersion: ZeroFsVersion;
   },
 ): Promise<void> {
   const { input, device, files, fs, undo, clock } = step;
@@ -253,8 +282,14 @@ async function formatOnceAndMount(
     await clock.time("mkfs", () => makeFilesystem(device, fsType));
   }
   if (decision.action === "format" || decision.writeRecord) {
-    await clock.time("record", () => recordFormatted(fs, files.record, fsType));
+    await clock.time(
+      "record",
+      () => recordFormatted(fs, files.record, fsType, step.zerofsVersion),
+    );
   }
+  const growFs = step.growFs && decision.action === "mount";
+  // ext4 grows unmounted (online growth needs CAP_SYS_RESOURCE); xfs and btrfs only mounted.
+  if (growFs && fsType === "ext4") await clock.time("grow_fs", () => growExt4Offline(device));
   await Deno.mkdir(input.stagingPath, { recursive: true });
   await clock.time("mount", () =>
     mountFilesystem(device, input.stagingPath, {
@@ -263,4 +298,14 @@ async function formatOnceAndMount(
       readOnly: input.readOnly,
     }));
   undo.push("unmount", () => unmount(input.stagingPath));
+  if (growFs && fsType !== "ext4") await growMounted(fsType, device, input.stagingPath, clock);
+}
+
+async function growMounted(
+  fsType: FsType,
+  device: string,
+  mountPoint: string,
+  clock: StepClock,
+): Promise<void> {
+  await clock.time("grow_fs", () => growFilesystem(fsType, { device, mountPoint }));
 }

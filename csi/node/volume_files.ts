@@ -7,12 +7,19 @@
  */
 
 import {
+  compareZeroFsVersions,
   ensureDeviceFile,
+  formatZeroFsVersion,
+  incompatibilityReason,
   NinepClient,
+  parseZeroFsVersion,
   readDeviceFileSize,
   readVolumeRecord,
+  storageFamily,
   type VolumeRecord,
   writeVolumeRecord,
+  type ZeroFsPin,
+  type ZeroFsVersion,
 } from "../../zerofs/mod.ts";
 import { DRIVER_VERSION } from "../version.ts";
 import { failedPrecondition } from "../errors.ts";
@@ -27,6 +34,8 @@ export interface VolumeFiles {
   deviceSizeBytes: number;
   /** This call created the device file: it is sparse, so it reads as zeros. */
   deviceCreated: boolean;
+  /** This call grew an existing device file (the capacity grew since the last stage). */
+  deviceGrown: boolean;
 }
 
 /** Run `fn` with one 9P connection to the volume's ZeroFS, closed afterwards. */
@@ -49,7 +58,15 @@ export interface PrepareOptions {
   readOnly: boolean;
   /** `block` for raw access, else the filesystem the volume will carry. */
   recordFsType: VolumeRecord["fsType"];
+  /** The ZeroFS release serving the volume now. */
+  zerofsVersion: ZeroFsVersion;
 }
+
+/**
+ * The release of the original Go driver's default image: a volume without a
+ * record (made by that driver) was written by it.
+ */
+export const ORIGINAL_DRIVER_ZEROFS = "0.16.2";
 
 /**
  * Read-write: ensure the device file has at least `sizeBytes` (never shrunk)
@@ -65,6 +82,7 @@ export async function prepareVolumeFiles(
     readVolumeRecord(client),
     readDeviceFileSize(client, DEVICE_EXPORT),
   ]);
+  checkZeroFsPin(opts.volumeId, record, opts.zerofsVersion);
   if (opts.readOnly) {
     if (existingSize === null) {
       throw failedPrecondition(
@@ -72,16 +90,55 @@ export async function prepareVolumeFiles(
           `stage it read-write once first`,
       );
     }
-    return { record, deviceSizeBytes: existingSize, deviceCreated: false };
+    return { record, deviceSizeBytes: existingSize, deviceCreated: false, deviceGrown: false };
   }
   // A brand-new volume gets its record (formatted: false) with its device file. Either
   // may land first: a device without a record reads as zeros, which allows a format.
-  const fresh = record ?? (existingSize === null ? newRecord(opts.recordFsType) : null);
+  const fresh = record
+    ? withServedBy(record, opts.zerofsVersion)
+    : existingSize === null
+    ? newRecord(opts.recordFsType, opts.zerofsVersion)
+    : null;
   const [device] = await Promise.all([
     ensureDeviceFile(client, { name: DEVICE_EXPORT, sizeBytes: opts.sizeBytes }),
     fresh !== record ? writeVolumeRecord(client, fresh!) : Promise.resolve(),
   ]);
-  return { record: fresh, deviceSizeBytes: device.sizeBytes, deviceCreated: device.created };
+  return {
+    record: fresh,
+    deviceSizeBytes: device.sizeBytes,
+    deviceCreated: device.created,
+    deviceGrown: device.grown,
+  };
+}
+
+/**
+ * The release serving the volume may keep serving it: the pin in its record
+ * has the same storage family and is not newer. Checked right after ZeroFS
+ * opened the volume and before anything is attached or written by the driver.
+ * Without a pin there is nothing to check: ZeroFS refuses data of the other
+ * family itself, so having opened it is the proof.
+ */
+function checkZeroFsPin(
+  volumeId: string,
+  record: VolumeRecord | null,
+  runner: ZeroFsVersion,
+): void {
+  const pinned = record?.zerofs?.servedBy;
+  if (pinned === undefined) return;
+  const reason = incompatibilityReason(parseZeroFsVersion(pinned)!, runner);
+  if (reason) throw failedPrecondition(`cannot stage volume "${volumeId}": ${reason}`);
+}
+
+/** The record with its pin brought up to `runner` (same object when nothing changes). */
+function withServedBy(record: VolumeRecord, runner: ZeroFsVersion): VolumeRecord {
+  const pin: ZeroFsPin = record.zerofs ?? {
+    // A record from before pins existed: this release opened the volume, so it is of its family.
+    formattedBy: formatZeroFsVersion(runner),
+    servedBy: formatZeroFsVersion(runner),
+  };
+  const newer = compareZeroFsVersions(runner, parseZeroFsVersion(pin.servedBy)!) > 0;
+  if (record.zerofs && !newer) return record;
+  return { ...record, zerofs: { ...pin, servedBy: formatZeroFsVersion(runner) } };
 }
 
 /** Grow the device file to at least `sizeBytes`; returns the size it now has. */
@@ -93,26 +150,40 @@ export async function growDeviceFile(ninepSocket: string, sizeBytes: number): Pr
   );
 }
 
-/** Record that the device now carries a `fsType` filesystem. */
+/**
+ * Record that the device now carries a `fsType` filesystem. Without a prior
+ * record the volume is the original driver's, adopted: pinned to its release.
+ */
 export async function recordFormatted(
   client: NinepClient,
   prior: VolumeRecord | null,
   fsType: VolumeRecord["fsType"],
+  runner: ZeroFsVersion,
 ): Promise<void> {
+  const release = formatZeroFsVersion(runner);
+  const adopted = (): VolumeRecord => ({
+    ...newRecord(fsType, runner),
+    zerofs: {
+      formattedBy: storageFamily(runner) === "0.x" ? ORIGINAL_DRIVER_ZEROFS : release,
+      servedBy: release,
+    },
+  });
   await writeVolumeRecord(client, {
-    ...(prior ?? newRecord(fsType)),
+    ...(prior ?? adopted()),
     fsType,
     formatted: true,
     formattedAt: new Date().toISOString(),
   });
 }
 
-function newRecord(fsType: VolumeRecord["fsType"]): VolumeRecord {
+function newRecord(fsType: VolumeRecord["fsType"], runner: ZeroFsVersion): VolumeRecord {
+  const release = formatZeroFsVersion(runner);
   return {
-    schema: 1,
+    schema: 2,
     driverVersion: DRIVER_VERSION,
     fsType,
     formatted: false,
     createdAt: new Date().toISOString(),
+    zerofs: { formattedBy: release, servedBy: release },
   };
 }

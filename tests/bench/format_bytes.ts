@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { STANDIN_NBD_STATS_ENV } from "../fixtures/zerofs_standin/mod.ts";
+import { STANDIN_BIN, STANDIN_NBD_STATS_ENV } from "../fixtures/zerofs_standin/mod.ts";
 import { makeTestDir } from "../helpers/driver.ts";
 import { startNodeEnvironment, tearDownNodeEnvironment } from "../helpers/node_env.ts";
 import {
@@ -49,7 +49,12 @@ export function parseNbdStats(text: string): ExportTraffic {
 async function measure(kind: AccessKind): Promise<ExportTraffic> {
   const dir = await makeTestDir();
   const statsFile = join(dir, "nbd-stats.txt");
-  const env = await startNodeEnvironment({ dir, env: { [STANDIN_NBD_STATS_ENV]: statsFile } });
+  // The stand-in on purpose: its nbdkit counts the bytes on the export; the real ZeroFS has no such counter.
+  const env = await startNodeEnvironment({
+    dir,
+    zerofsBin: STANDIN_BIN,
+    env: { [STANDIN_NBD_STATS_ENV]: statsFile },
+  });
   try {
     const volume = await createVolume(env.controller.client, {
       name: `pvc-format-${kind}`,

@@ -108,7 +108,8 @@ export async function run(): Promise<BenchReport> {
       targetP50Ms: targets[name],
     }));
     return {
-      section: `Node data path (${VOLUMES} volumes, ext4 1 GiB, userspace attach, ZeroFS stand-in)`,
+      section:
+        `Node data path (${VOLUMES} volumes, ext4 1 GiB, userspace attach, real ZeroFS + MinIO)`,
       rows,
       notes: [
         `node agent RSS: idle ${idleRss.toFixed(1)} MiB, with ${VOLUMES} volumes staged ` +

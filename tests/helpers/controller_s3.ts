@@ -1,5 +1,5 @@
 /**
- * The real controller against s3rver: a settings file pointing at it, raw S3
+ * The real controller against the S3 test server (MinIO): a settings file pointing at it, raw S3
  * helpers to populate and list a bucket, and a CSI status assertion.
  *
  * @module
@@ -43,7 +43,7 @@ export async function writeSettingsFile(dir: string, s3: LocalS3): Promise<strin
   return path;
 }
 
-/** Start the controller on `dir` with the settings file and s3rver's credentials in its environment. */
+/** Start the controller on `dir` with the settings file and the S3 server's credentials in its environment. */
 export function startS3Controller(
   o: { dir: string; stateDir: string; settingsFile: string; s3: LocalS3; extraArgs?: string[] },
 ): Promise<RunningDriver> {
@@ -66,7 +66,7 @@ export function startS3Controller(
   });
 }
 
-/** A client with s3rver's credentials. */
+/** A client with the S3 server's credentials. */
 export function rawClient(s3: LocalS3): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,

@@ -1,8 +1,9 @@
 /**
  * A controller and a node agent started through `main.ts` under their real
- * permission sets, with the ZeroFS stand-in on PATH, a settings file and a
- * private state directory — the setting of the node integration tests, the
- * demo and the benchmark.
+ * permission sets, with the real ZeroFS (or, where a test asks for it, the
+ * stand-in) on PATH, a real S3 server, a settings file and a private state
+ * directory — the setting of the node integration tests, the demo and the
+ * benchmark.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import type { NodeVolumeState } from "../../csi/node/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
+import { realZeroFsBin } from "../fixtures/zerofs.ts";
 import { CsiCallError, type CsiClient } from "./csi_client.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
 
@@ -27,6 +29,14 @@ export interface NodeEnvironment {
   s3: LocalS3;
   /** Where kubelet would create staging and target paths. */
   kubeletDir: string;
+  /** The ZeroFS binary the node runs. */
+  zerofsBin: string;
+  /**
+   * Start a second node agent on the same S3 settings, with its own node ID
+   * (`name`), socket and state directory — another node, for tests of what
+   * two nodes do to one volume. The caller unstages and stops it.
+   */
+  startOtherNode(name: string): Promise<{ driver: RunningDriver; stateDir: string }>;
   /** Start the node agent again (after `node.stop()` or a kill). */
   restartNode(): Promise<RunningDriver>;
   /** Stop both services and remove the directory (after the test unstaged everything). */
@@ -35,7 +45,7 @@ export interface NodeEnvironment {
 
 /** Options for {@linkcode startNodeEnvironment}. */
 export interface NodeEnvironmentOptions {
-  /** ZeroFS binary; default: the stand-in. */
+  /** ZeroFS binary; default: the real, pinned ZeroFS (STANDIN_BIN for the stand-in). */
   zerofsBin?: string;
   attachMode?: "auto" | "userspace" | "kernel";
   /** Root directory for state and sockets; default a fresh /run/zerofs-csi/test-*. */
@@ -43,6 +53,9 @@ export interface NodeEnvironmentOptions {
   extraNodeArgs?: string[];
   env?: Record<string, string>;
 }
+
+/** Where the environment's volumes live on its S3 server (bucket `zerofs-test`). */
+export const TEST_STORAGE_URL = "s3://zerofs-test/volumes";
 
 /** A password that satisfies ZeroFS's rules; test-only. */
 export const TEST_ENCRYPTION_PASSWORD = 'test-password-$"\\-not-a-secret';
@@ -66,20 +79,27 @@ export async function startNodeEnvironment(
   await Deno.writeTextFile(
     settingsFile,
     [
-      `storageURL = "s3://zerofs-test/volumes"`,
+      `storageURL = "${TEST_STORAGE_URL}"`,
       `awsEndpoint = "${s3.endpoint}"`,
       `awsAllowHTTP = true`,
       `cacheDiskSizeGB = 1`,
+      `cacheDir = "${join(dir, "cache")}"`,
       ``,
     ].join("\n"),
   );
-  const zerofsBin = opts.zerofsBin ?? STANDIN_BIN;
+  let zerofsBin: string;
+  try {
+    zerofsBin = opts.zerofsBin ?? realZeroFsBin();
+  } catch (e) {
+    await s3.stop();
+    throw e;
+  }
   const env = {
     PATH: `${dirname(zerofsBin)}:${Deno.env.get("PATH")}`,
     ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
     AWS_ACCESS_KEY_ID: s3.accessKeyId,
     AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-    [STANDIN_ROOT_ENV]: join(dir, "store"),
+    ...(zerofsBin === STANDIN_BIN ? { [STANDIN_ROOT_ENV]: join(dir, "store") } : {}),
     HOME: Deno.env.get("HOME") ?? "/root",
     ...opts.env,
   };
@@ -96,32 +116,38 @@ export async function startNodeEnvironment(
       settingsFile,
       "--volume-records",
       "local",
+      "--node-registry",
+      join(dir, "nodes"),
     ],
     env,
   }).catch(async (e) => {
     await s3.stop();
     throw e;
   });
-  const nodeArgs = [
+  const nodeArgs = (o: { name: string; stateDir: string }) => [
     "--endpoint",
-    `unix://${dir}/node.sock`,
+    `unix://${dir}/${o.name}.sock`,
     "--node-id",
-    "test-node",
+    o.name === "node" ? "test-node" : o.name,
     "--state-dir",
-    stateDir,
+    o.stateDir,
     "--attach-mode",
     opts.attachMode ?? "auto",
     "--settings-file",
     settingsFile,
+    "--node-registry",
+    join(dir, "nodes"),
     ...(opts.extraNodeArgs ?? []),
   ];
-  const startNode = () => startDriver({ mode: "node", args: nodeArgs, env });
+  const startNode = () =>
+    startDriver({ mode: "node", args: nodeArgs({ name: "node", stateDir }), env });
   const environment: NodeEnvironment = {
     dir,
     stateDir,
     kubeletDir,
     controller,
     s3,
+    zerofsBin,
     node: await startNode().catch(async (e) => {
       await controller.stop().catch(() => {});
       await s3.stop();
@@ -130,6 +156,11 @@ export async function startNodeEnvironment(
     async restartNode() {
       environment.node = await startNode();
       return environment.node;
+    },
+    startOtherNode(name: string) {
+      const other = join(dir, `${name}-state`);
+      return startDriver({ mode: "node", args: nodeArgs({ name, stateDir: other }), env })
+        .then((driver) => ({ driver, stateDir: other }));
     },
     async stop() {
       await environment.node.stop().catch(() => {});
@@ -260,8 +291,11 @@ export async function findLeftovers(env: NodeEnvironment): Promise<HostLeftovers
   const loops = await listLoopDevices();
   const mounts = await readMountInfo();
   const drivers = new Set([env.node.process.pid, env.controller.process.pid]);
+  // The S3 server runs for the whole environment; it is not the node's.
+  const isS3Server = (p: ProcessInfo) => p.argv.includes(env.s3.dir);
   const processes = (await listProcesses()).filter((p) =>
-    !drivers.has(p.pid) && p.pid !== Deno.pid && p.argv.some((a) => a.includes(env.dir))
+    !drivers.has(p.pid) && p.pid !== Deno.pid && !isS3Server(p) &&
+    p.argv.some((a) => a.includes(env.dir))
   );
   const volumeDirs: string[] = [];
   const sockets: string[] = [];

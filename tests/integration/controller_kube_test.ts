@@ -1,15 +1,15 @@
 /**
  * The controller in a cluster: `main.ts controller` run with the rendered
  * base Deployment's own arguments, against the Kubernetes API stand-in
- * (seeded with the base manifests' ConfigMap and Secret, pointed at s3rver)
+ * (seeded with the base manifests' ConfigMap and Secret, pointed at MinIO)
  * under the controller ServiceAccount's real RBAC, with no AWS credentials
  * in its environment. Settings and credentials can only have come through
  * the API: the StorageClass's ConfigMap, the default ConfigMap (legacy
  * volumes, volume records) and the Secret they name.
  *
- * s3rver checks the access key ID but not signatures, so the Secret's
- * secret access key is a unique marker the controller's output must never
- * contain.
+ * MinIO verifies signatures, so every successful call proves the Secret's
+ * secret access key was used; that key is generated per server and is also
+ * the unique marker the controller's output must never contain.
  */
 
 import assert from "node:assert/strict";
@@ -75,8 +75,19 @@ function seedFrom(manifests: KubeObject[], s3: LocalS3, secretValue: string): Ku
     metadata: { name: "zerofs-nosecret", namespace: NS },
     data: { ...cm.data, awsCredentialsSecretName: "no-such-secret" },
   });
+  // What the node-driver-registrar leaves: one node runs our agent, one only another driver's.
+  const csiNode = (name: string, driver: string) => ({
+    apiVersion: "storage.k8s.io/v1",
+    kind: "CSINode",
+    metadata: { name },
+    spec: { drivers: [{ name: driver, nodeID: name, topologyKeys: [] }] },
+  });
+  seed.push(csiNode(NODE_WITH_AGENT, "zerofs.csi.driver"), csiNode(NODE_WITHOUT, "other.csi"));
   return seed;
 }
+
+const NODE_WITH_AGENT = "node-with-agent";
+const NODE_WITHOUT = "node-without-agent";
 
 /**
  * The driver container's args in the rendered controller Deployment, with
@@ -114,8 +125,8 @@ function controllerRequests(api: KubeStandin) {
 
 Deno.test("controller (in a cluster): settings and credentials through the Kubernetes API", async (t) => {
   const dir = await makeTestDir();
-  const secretValue = `kube-secret-${crypto.randomUUID()}`;
   const s3 = await startS3();
+  const secretValue = s3.secretAccessKey;
   const client = rawClient(s3);
   let api: KubeStandin | undefined;
   let driver: RunningDriver | undefined;
@@ -166,6 +177,24 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
         );
       assert.ok(got("configmaps", DEFAULT_CM), "ConfigMap read through the API");
       assert.ok(got("secrets", AWS_SECRET), "Secret read through the API");
+    });
+
+    await t.step("ControllerPublishVolume knows the nodes from their CSINode objects", async () => {
+      const pub = {
+        volume_id: "pvc-kube-1",
+        volume_capability: MOUNT_CAP,
+        readonly: false,
+        volume_context: {},
+      };
+      await c.ControllerPublishVolume({ ...pub, node_id: NODE_WITH_AGENT });
+      for (const node of [NODE_WITHOUT, "no-such-node"]) {
+        await expectCode(
+          c.ControllerPublishVolume({ ...pub, node_id: node }),
+          status.NOT_FOUND,
+          new RegExp(`node "${node}" does not exist \\(not in Kubernetes CSINode objects\\)`),
+        );
+      }
+      await c.ControllerUnpublishVolume({ volume_id: "pvc-kube-1", node_id: NODE_WITH_AGENT });
     });
 
     await t.step("credentials are the Secret's, read on every call", async () => {
@@ -230,11 +259,11 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
       const denied = requests.filter((r) => !r.allowed);
       assert.deepEqual(denied, [], "requests the manifests' RBAC refused");
       assert.deepEqual(
-        requests.filter((r) => r.verb !== "get" || r.namespace !== NS).map((r) =>
-          `${r.verb} ${r.resource}`
-        ),
+        requests.filter((r) =>
+          r.verb !== "get" || (r.namespace !== NS && r.resource !== "csinodes")
+        ).map((r) => `${r.verb} ${r.resource}`),
         [],
-        "the controller only gets objects in its namespace",
+        "the controller only gets objects in its namespace, and CSINodes",
       );
       // Every rule granted to the controller binary itself was used (its sidecars
       // have their own roles).

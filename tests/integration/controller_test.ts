@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { createCsiClient, CsiCallError } from "../helpers/csi_client.ts";
 import { makeTestDir, REPO_ROOT, type RunningDriver, startDriver } from "../helpers/driver.ts";
 import { status } from "@grpc/grpc-js";
+import { registerNode } from "../../csi/mod.ts";
 
 const GiB = 1024 ** 3;
 const mountCap = (fs_type = "ext4", mode = "SINGLE_NODE_WRITER") => ({
@@ -28,6 +29,7 @@ async function memorySettings(dir: string): Promise<string> {
 async function withController(
   fn: (d: RunningDriver, dir: string) => Promise<void>,
   dirIn?: string,
+  extraArgs: string[] = [],
 ): Promise<void> {
   const dir = dirIn ?? await makeTestDir();
   const driver = await startDriver({
@@ -41,6 +43,7 @@ async function withController(
       "file",
       "--settings-file",
       await memorySettings(dir),
+      ...extraArgs,
     ],
   });
   try {
@@ -131,7 +134,7 @@ Deno.test("controller: happy path of every RPC, idempotency, UNIMPLEMENTED", asy
       volume_capability: mountCap("xfs"),
       readonly: false,
     });
-    assert.deepEqual(pub.publish_context, { readonly: "false" });
+    assert.deepEqual(pub.publish_context, { readonly: "false", capacityBytes: "8192" });
     const val = await c.ValidateVolumeCapabilities({
       volume_id: "pvc-happy",
       volume_capabilities: [mountCap("xfs")],
@@ -165,6 +168,90 @@ Deno.test("controller: happy path of every RPC, idempotency, UNIMPLEMENTED", asy
   });
 });
 
+Deno.test("controller: any name works; a name that is not an ID gets a derived, stable ID", async () => {
+  await withController(async ({ client }, dir) => {
+    const c = client.controller;
+    const create = (name: string, required_bytes = 4096) =>
+      c.CreateVolume({
+        name,
+        capacity_range: { required_bytes },
+        volume_capabilities: [mountCap()],
+      });
+    const sanityName = "sanity-Controller-51C5E1F1-2b4d6e8a"; // csi-sanity's shape
+    const created = await create(sanityName);
+    const id = created.volume.volume_id;
+    assert.match(id, /^sanity-controller-51c5e1f1-2b4d6e8a-[0-9a-f]{16}$/);
+    assert.deepEqual(await create(sanityName), created, "same name, same volume");
+    await expectCode(create(sanityName, 2 * GiB), status.ALREADY_EXISTS, /does not fit/);
+    const lower = await create(sanityName.toLowerCase());
+    assert.equal(lower.volume.volume_id, sanityName.toLowerCase(), "a valid ID is its own ID");
+    const record = JSON.parse(
+      await Deno.readTextFile(`${dir}/state/controller/volumes/${id}.json`),
+    );
+    assert.equal(record.requestName, sanityName);
+    // A name that happens to be another volume's derived ID is refused, not merged.
+    await expectCode(create(id), status.ALREADY_EXISTS, /already has; use another name/);
+    await c.DeleteVolume({ volume_id: id });
+    assert.equal((await create(sanityName)).volume.volume_id, id);
+  });
+});
+
+Deno.test("controller: publish only to registered nodes; one publication per node", async () => {
+  const dir = await makeTestDir();
+  const registry = `${dir}/nodes`;
+  await withController(
+    async ({ client, output }) => {
+      const c = client.controller;
+      await c.CreateVolume({ name: "pvc-pub", volume_capabilities: [mountCap()] });
+      const pub = (node_id: string, extra: Record<string, unknown> = {}) =>
+        c.ControllerPublishVolume({
+          volume_id: "pvc-pub",
+          node_id,
+          volume_capability: mountCap(),
+          readonly: false,
+          ...extra,
+        });
+      assert.match(output(), /"msg":"node existence".*"source":"node registry /);
+      await expectCode(pub("node-a"), status.NOT_FOUND, /node "node-a" does not exist/);
+      await registerNode(registry, "node-a");
+      await pub("node-a");
+      await pub("node-a"); // the same publication again
+      await expectCode(pub("node-a", { readonly: true }), status.ALREADY_EXISTS, /readonly false/);
+      await expectCode(
+        pub("node-a", { volume_capability: mountCap("ext4", "SINGLE_NODE_READER_ONLY") }),
+        status.ALREADY_EXISTS,
+        /access mode SINGLE_NODE_WRITER/,
+      );
+      await expectCode(
+        pub("node-a", { volume_capability: blockCap() }),
+        status.ALREADY_EXISTS,
+        /mount access/,
+      );
+      const path = `${dir}/state/controller/volumes/pvc-pub.json`;
+      const record = JSON.parse(await Deno.readTextFile(path));
+      assert.deepEqual(record.publishedNodes, ["node-a"]);
+      assert.deepEqual(record.publications["node-a"], {
+        readonly: false,
+        accessType: "mount",
+        accessMode: "SINGLE_NODE_WRITER",
+        fsType: "ext4",
+        mountFlags: [],
+      });
+      await c.ControllerUnpublishVolume({ volume_id: "pvc-pub", node_id: "node-a" });
+      await pub("node-a", { readonly: true }); // unpublished: a new publication is fine
+      // A record from an older controller lists the node only: the first publish fills it in.
+      const old = JSON.parse(await Deno.readTextFile(path));
+      delete old.publications;
+      await Deno.writeTextFile(path, JSON.stringify(old));
+      await pub("node-a");
+      await expectCode(pub("node-a", { readonly: true }), status.ALREADY_EXISTS);
+    },
+    dir,
+    ["--node-registry", registry],
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("controller: INVALID_ARGUMENT for every missing required field", async () => {
   await withController(async ({ client }) => {
     const c = client.controller;
@@ -185,9 +272,9 @@ Deno.test("controller: INVALID_ARGUMENT for every missing required field", async
       /access type/,
     );
     await expectCode(
-      c.CreateVolume({ name: "Bad_Name", volume_capabilities: [mountCap()] }),
+      c.CreateVolume({ name: "x".repeat(129), volume_capabilities: [mountCap()] }),
       IA,
-      /name "Bad_Name" is not valid/,
+      /name is 129 bytes; at most 128/,
     );
     await expectCode(
       c.CreateVolume({

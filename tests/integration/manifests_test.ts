@@ -171,6 +171,10 @@ for (const k of KUSTOMIZATIONS) {
       name: "x",
     });
     assert(allowed(CONTROLLER_USER, get("zerofs", "secrets")));
+    assert(
+      allowed(CONTROLLER_USER, { ...get(undefined, "csinodes"), group: "storage.k8s.io" }),
+      "the controller cannot tell whether a node exists (ControllerPublishVolume)",
+    );
     assert(!allowed(CONTROLLER_USER, get("default", "secrets")), "controller reads all secrets");
     assert(!allowed(CONTROLLER_USER, get("zerofs", "secrets", "list")));
     assert(allowed(NODE_USER, get("zerofs", "pods", "create")));

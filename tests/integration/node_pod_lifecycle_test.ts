@@ -40,7 +40,7 @@ import {
   writeFileSynced,
 } from "../helpers/volume_steps.ts";
 
-const IMAGE = "zerofs-csi.test/zerofs:standin";
+const IMAGE = "zerofs-csi.test/zerofs-standin:2.3.0";
 const NS = "zerofs";
 const NODE = "node-pod-test";
 const NODE_SA = "zerofs/zerofs-csi-node";

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import {
   assertNothingLeft,
   isStillRunning,
+  readVolumeState,
   volumeProcesses,
   withNodeEnvironment,
   zerofsPid,
@@ -141,6 +142,59 @@ Deno.test("expand: offline growth of a staged ext4 volume; refused while publish
     await node.NodeUnpublishVolume(req.unpublish);
     await node.NodeUnstageVolume(req.unstage);
     await assertNothingLeft(env, processes);
+  });
+});
+
+Deno.test("expand (the spec's OFFLINE flow): controller expands, the next stage grows device and filesystem", async () => {
+  await withNodeEnvironment(async (env) => {
+    const node = env.node.client.node;
+    const controller = env.controller.client.controller;
+    const name = "pvc-offline-grow";
+    const volume = await createVolume(env.controller.client, {
+      name,
+      kind: "ext4",
+      sizeBytes: GiB,
+    });
+    const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
+    const publish = (extra: Record<string, unknown> = {}) =>
+      controller.ControllerPublishVolume({
+        volume_id: name,
+        node_id: "test-node",
+        volume_capability: capabilityFor("ext4"),
+        readonly: false,
+        ...extra,
+      });
+    const first = await publish();
+    assert.equal(first.publish_context.capacityBytes, String(GiB));
+    await node.NodeStageVolume({ ...req.stage, publish_context: first.publish_context });
+    const data = randomBytes(200_000);
+    await writeFileSynced(join(req.staging, "keep.bin"), data);
+    await node.NodeUnstageVolume(req.unstage);
+    await controller.ControllerUnpublishVolume({ volume_id: name, node_id: "test-node" });
+
+    await controller.ControllerExpandVolume({
+      volume_id: name,
+      capacity_range: { required_bytes: 2 * GiB },
+    });
+    const again = await publish();
+    assert.equal(again.publish_context.capacityBytes, String(2 * GiB));
+    await node.NodeStageVolume({ ...req.stage, publish_context: again.publish_context });
+    const size = await filesystemBytes(req.staging);
+    assert.ok(size > 1.8 * GiB && size <= 2 * GiB, `df size ${size} after the stage`);
+    assert.equal((await readVolumeState(env, name))?.fsGrowPending, false);
+    await node.NodePublishVolume(req.publish);
+    // Published, and already the size asked for: NodeExpandVolume has nothing left to do.
+    const res = await node.NodeExpandVolume({
+      volume_id: name,
+      volume_path: req.target,
+      capacity_range: { required_bytes: 2 * GiB },
+    }, CALL_BOUND_MS);
+    assert.equal(Number(res.capacity_bytes), 2 * GiB);
+    await assertContent(join(req.target, "keep.bin"), data);
+    await node.NodeUnpublishVolume(req.unpublish);
+    await node.NodeUnstageVolume(req.unstage);
+    await controller.ControllerUnpublishVolume({ volume_id: name, node_id: "test-node" });
+    await assertNothingLeft(env);
   });
 });
 

@@ -14,7 +14,6 @@ import {
   withNodeEnvironment,
 } from "../helpers/node_env.ts";
 import { createVolume, nodeRequests } from "../helpers/volume_steps.ts";
-import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
 
 const GIB = 1024 ** 3;
 
@@ -31,9 +30,10 @@ async function cli(env: NodeEnvironment, args: string[]) {
     ],
     env: {
       NO_COLOR: "1",
-      PATH: `${join(STANDIN_BIN, "..")}:${Deno.env.get("PATH")}`,
+      PATH: `${join(env.zerofsBin, "..")}:${Deno.env.get("PATH")}`,
       ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
-      [STANDIN_ROOT_ENV]: join(env.dir, "store"),
+      AWS_ACCESS_KEY_ID: env.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
     },
     stdout: "piped",
     stderr: "piped",

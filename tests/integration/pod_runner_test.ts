@@ -31,7 +31,7 @@ import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { locateStore } from "../fixtures/zerofs_standin/store.ts";
 import { listProcesses, type ProcessInfo } from "../helpers/node_env.ts";
 
-const IMAGE = "zerofs-csi.test/zerofs:standin";
+const IMAGE = "zerofs-csi.test/zerofs-standin:2.3.0";
 const NS = "zerofs";
 const NODE = "node-a";
 const NODE_SA = "zerofs/zerofs-csi-node";
@@ -98,7 +98,8 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
       const paths = volumePaths(stateRoot, volumeId);
       await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
       const view = runner.view({ paths, settings, secrets: {} });
-      const configToml = renderConfigToml(settings, { volumeId, readOnly, ...view });
+      const version = await runner.version(settings);
+      const configToml = renderConfigToml(settings, { volumeId, readOnly, version, ...view });
       return {
         volumeId,
         stateDir: paths.dir,
@@ -110,6 +111,7 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
         nbdSocket: paths.nbdSocket,
         exportName: "",
         settings,
+        zerofsVersion: version,
       };
     },
   };

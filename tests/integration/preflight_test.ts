@@ -1,7 +1,8 @@
 /**
  * CreateVolume's object-store pre-flight through the real controller against
- * s3rver. s3rver checks the access key ID but not signatures, so "denied"
- * here is an unknown access key ID (InvalidAccessKeyId).
+ * a real S3 server (MinIO), which checks access key IDs and signatures:
+ * "denied" is both an unknown access key ID (InvalidAccessKeyId) and a known
+ * one with the wrong secret (SignatureDoesNotMatch).
  */
 
 import assert from "node:assert/strict";
@@ -21,7 +22,7 @@ import {
 
 const WRONG_SECRET = "wrong-secret-Pf7q2";
 
-Deno.test("CreateVolume pre-flight against s3rver", async (t) => {
+Deno.test("CreateVolume pre-flight against MinIO", async (t) => {
   const dir = await makeTestDir();
   const s3 = await startS3();
   const client = rawClient(s3);
@@ -75,6 +76,17 @@ Deno.test("CreateVolume pre-flight against s3rver", async (t) => {
         assert.ok(err.details.includes(s3.endpoint), err.details);
         assert.ok(!err.details.includes(WRONG_SECRET));
         await notRecorded("pvc-denied");
+        const badSignature = await expectCode(
+          create("pvc-badsig", {}, {
+            AWS_ACCESS_KEY_ID: s3.accessKeyId,
+            AWS_SECRET_ACCESS_KEY: WRONG_SECRET,
+          }),
+          status.FAILED_PRECONDITION,
+          /SignatureDoesNotMatch/,
+        );
+        assert.ok(badSignature.details.includes(s3.endpoint), badSignature.details);
+        assert.ok(!badSignature.details.includes(WRONG_SECRET));
+        await notRecorded("pvc-badsig");
       });
 
       const port = await closedPort();

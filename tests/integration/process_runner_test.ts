@@ -1,12 +1,17 @@
 /**
- * ProcessRunner against the ZeroFS stand-in (real diod + nbdkit, real 9P and
- * NBD handshakes), and against binaries that never get ready or exit at once.
+ * ProcessRunner against the real ZeroFS and a real S3 server (start, real 9P
+ * and NBD handshakes, restart on a config change, SIGTERM stop with ZeroFS's
+ * final flush); against the stand-in where a stale-record case needs a
+ * process we control; and against binaries that never get ready or exit at
+ * once (faults the real ZeroFS cannot be made to produce).
  */
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { resolveSettings } from "../../zerofs/mod.ts";
+import { renderConfigToml, resolveSettings, volumePaths } from "../../zerofs/mod.ts";
+import { type LocalS3, startS3 } from "../fixtures/s3.ts";
+import { realZeroFsBin } from "../fixtures/zerofs.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { ProcessRunner } from "../../zerofs/process_runner.ts";
 import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/types.ts";
@@ -49,6 +54,7 @@ unix_socket = "${nbdSocket}"
     nbdSocket,
     exportName: "",
     settings: resolveSettings({ parameters: { storageURL: "s3://bucket" } }),
+    zerofsVersion: { major: 2, minor: 3, patch: 0 },
   };
 }
 
@@ -69,10 +75,56 @@ async function readDirTexts(dir: string): Promise<string> {
   return all;
 }
 
-Deno.test("ProcessRunner runs the stand-in: ready, idempotent, restart on change, clean stop", async () => {
+/** A spec for the real ZeroFS: its config rendered by the driver, on `s3`'s bucket `runner`. */
+async function realSpec(
+  root: string,
+  runner: ProcessRunner,
+  o: { s3: LocalS3; diskSizeGb: number },
+): Promise<InstanceSpec> {
+  const settings = resolveSettings({
+    parameters: {
+      storageURL: "s3://runner/v",
+      awsEndpoint: o.s3.endpoint,
+      awsAllowHTTP: "true",
+      cacheDiskSizeGB: String(o.diskSizeGb),
+      cacheDir: join(root, "cache"),
+    },
+  });
+  const secretEnv = {
+    ZEROFS_ENCRYPTION_PASSWORD: SECRET,
+    AWS_ACCESS_KEY_ID: o.s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: o.s3.secretAccessKey,
+  };
+  const paths = volumePaths(root, "pvc-runner");
+  await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  const version = await runner.version();
+  const configToml = renderConfigToml(settings, {
+    ...runner.view({ paths, settings, secrets: {} }),
+    volumeId: "pvc-runner",
+    version,
+    secretEnvNames: Object.keys(secretEnv),
+  });
+  return {
+    volumeId: "pvc-runner",
+    stateDir: paths.dir,
+    configToml,
+    configHash: createHash("sha256").update(configToml).digest("hex"),
+    secretEnv,
+    readOnly: false,
+    ninepSocket: paths.ninepSocket,
+    nbdSocket: paths.nbdSocket,
+    exportName: "",
+    settings,
+    zerofsVersion: version,
+  };
+}
+
+Deno.test("ProcessRunner runs the real ZeroFS: ready, idempotent, restart on change, SIGTERM stop", async () => {
   const root = await testRoot();
-  const runner = new ProcessRunner({ zerofsBin: STANDIN_BIN, readyTimeoutMs: 30_000 });
-  const spec = makeSpec(root, { diskSizeGb: 1 });
+  const s3 = await startS3({ dir: join(root, "s3") });
+  await s3.createBucket("runner");
+  const runner = new ProcessRunner({ zerofsBin: realZeroFsBin(), readyTimeoutMs: 60_000 });
+  const spec = await realSpec(root, runner, { s3, diskSizeGb: 1 });
   try {
     let t = performance.now();
     const first = await runner.ensure(spec);
@@ -104,14 +156,19 @@ Deno.test("ProcessRunner runs the stand-in: ready, idempotent, restart on change
     const status = await runner.status(spec.volumeId, spec.stateDir);
     assert.deepEqual([status.running, status.ready, status.pid], [true, true, first.pid]);
 
-    const changed = makeSpec(root, { diskSizeGb: 2 });
+    const changed = await realSpec(root, runner, { s3, diskSizeGb: 2 });
     const restarted = await runner.ensure(changed);
     assert.notEqual(restarted.pid, first.pid, "changed config → new process");
     assert.equal(await isAlive(first.pid!), false, "old process stopped");
     assert.equal(restarted.configHash, changed.configHash);
 
+    t = performance.now();
     await runner.stop(spec.volumeId, spec.stateDir);
+    console.log(`stop() until ZeroFS exited: ${(performance.now() - t).toFixed(0)} ms`);
     assert.equal(await isAlive(restarted.pid!), false);
+    // ZeroFS's own word that it stopped on SIGTERM and flushed, not on a SIGKILL.
+    const log = await Deno.readTextFile(join(spec.stateDir, "zerofs.log"));
+    assert.match(log, /Received SIGTERM, shutting down gracefully/);
     assert.equal(await exists(spec.ninepSocket), false);
     assert.equal(await exists(spec.nbdSocket), false);
     assert.equal(await exists(join(spec.stateDir, "zerofs.pid")), false);
@@ -119,6 +176,7 @@ Deno.test("ProcessRunner runs the stand-in: ready, idempotent, restart on change
     assert.equal((await runner.status(spec.volumeId, spec.stateDir)).running, false);
   } finally {
     await runner.stop(spec.volumeId, spec.stateDir);
+    await s3.stop();
     await Deno.remove(root, { recursive: true });
   }
 });

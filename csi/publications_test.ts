@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import {
+  publicationConflict,
+  publicationOf,
+  withoutPublication,
+  withPublication,
+} from "./publications.ts";
+import { parseRecord, serializeRecord, type VolumeEntry } from "./registry.ts";
+
+const rw = publicationOf(
+  { accessType: "mount", fsType: "ext4", mountFlags: [], accessMode: "SINGLE_NODE_WRITER" },
+  false,
+);
+const entry: VolumeEntry = {
+  name: "pvc-p",
+  capacityBytes: 4096,
+  volumeContext: {},
+  parameters: {},
+  createdAt: "2026-01-01T00:00:00.000Z",
+  publishedNodes: [],
+};
+
+Deno.test("the same publication again is no conflict; any difference is named", () => {
+  assert.equal(publicationConflict(rw, { ...rw }), null);
+  assert.equal(publicationConflict(undefined, rw), null, "a legacy record accepts it");
+  assert.equal(publicationConflict(rw, { ...rw, readonly: true }), "readonly false");
+  assert.equal(
+    publicationConflict(rw, { ...rw, accessType: "block", fsType: undefined }),
+    'mount access, fs type "ext4"',
+  );
+  assert.equal(
+    publicationConflict(rw, { ...rw, accessMode: "SINGLE_NODE_READER_ONLY" }),
+    "access mode SINGLE_NODE_WRITER",
+  );
+  assert.equal(publicationConflict(rw, { ...rw, mountFlags: ["noatime"] }), "mount flags []");
+});
+
+Deno.test("publish and unpublish keep publishedNodes and publications in step", () => {
+  const one = withPublication(entry, "n1", rw);
+  const two = withPublication(one, "n2", { ...rw, readonly: true });
+  assert.deepEqual(two.publishedNodes, ["n1", "n2"]);
+  assert.deepEqual(Object.keys(two.publications!), ["n1", "n2"]);
+  assert.deepEqual(withPublication(two, "n1", rw).publishedNodes, ["n1", "n2"]);
+  const left = withoutPublication(two, "n1");
+  assert.deepEqual(left.publishedNodes, ["n2"]);
+  assert.deepEqual(Object.keys(left.publications!), ["n2"]);
+  assert.deepEqual(withoutPublication(two, ""), { ...entry, publications: {} });
+});
+
+Deno.test("records round-trip publications; old records with a bare node list still read", () => {
+  const rec = withPublication({ ...entry, requestName: "Sanity-X" }, "n1", rw);
+  assert.deepEqual(parseRecord(serializeRecord(rec), "x.json"), rec);
+  const old = JSON.stringify({ schema: 1, ...entry, publishedNodes: ["n1"] });
+  const parsed = parseRecord(old, "old.json");
+  assert.deepEqual(parsed.publishedNodes, ["n1"]);
+  assert.equal(parsed.publications, undefined);
+  assert.equal(parsed.requestName, undefined);
+  assert.throws(() =>
+    parseRecord(JSON.stringify({ schema: 1, ...entry, publications: { n1: { readonly: 1 } } }), "b")
+  );
+});
