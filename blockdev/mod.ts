@@ -53,9 +53,11 @@ export {
 } from "./mkfs.ts";
 export {
   bindMount,
+  type BindMountOptions,
   isMountPoint,
   mountFilesystem,
   type MountFilesystemOptions,
+  TENANT_MOUNT_OPTIONS,
   unmount,
 } from "./mount.ts";
 export { type FsStats, fsStats } from "./stats.ts";

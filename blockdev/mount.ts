@@ -20,6 +20,13 @@ const READ_ONLY_OPTIONS: Record<FsType, string[]> = {
   btrfs: ["ro", "rescue=nologreplay"],
 };
 
+/**
+ * Per-mount options every tenant filesystem gets, whatever its mount flags:
+ * no device nodes and no setuid programs from a volume's contents. They go
+ * after the flags, so a flag such as `defaults` cannot undo them.
+ */
+export const TENANT_MOUNT_OPTIONS: readonly string[] = ["nodev", "nosuid"];
+
 /** Options for {@linkcode mountFilesystem}. */
 export interface MountFilesystemOptions extends ToolOptions {
   fsType: FsType;
@@ -28,16 +35,19 @@ export interface MountFilesystemOptions extends ToolOptions {
   readOnly?: boolean;
 }
 
-/** The argv of `mount` for a filesystem; exported for the unit tests. */
+/**
+ * The argv of `mount` for a filesystem; exported for the unit tests. The
+ * capability's flags come first and the driver's options last (mount(8)
+ * applies options in order), so neither `dev`/`suid` nor `rw` in a flag can
+ * undo {@linkcode TENANT_MOUNT_OPTIONS} or a read-only stage.
+ */
 export function mountArgs(device: string, target: string, opts: MountFilesystemOptions): string[] {
-  const options = [...(opts.readOnly ? READ_ONLY_OPTIONS[opts.fsType] : []), ...(opts.flags ?? [])];
-  return [
-    "-t",
-    opts.fsType,
-    ...(options.length > 0 ? ["-o", options.join(",")] : []),
-    device,
-    target,
+  const options = [
+    ...(opts.flags ?? []),
+    ...TENANT_MOUNT_OPTIONS,
+    ...(opts.readOnly ? READ_ONLY_OPTIONS[opts.fsType] : []),
   ];
+  return ["-t", opts.fsType, "-o", options.join(","), device, target];
 }
 
 /** Mount the filesystem on `device` at `target` (which must exist). */
@@ -51,22 +61,36 @@ export async function mountFilesystem(
   });
 }
 
+/** Options for {@linkcode bindMount}. */
+export interface BindMountOptions extends ToolOptions {
+  readOnly?: boolean;
+  /**
+   * Per-mount options for the bind, e.g. {@linkcode TENANT_MOUNT_OPTIONS}
+   * (not for a device node: `nodev` would make it unusable).
+   */
+  mountOptions?: readonly string[];
+}
+
 /**
- * Bind-mount `source` (a directory or a device node) onto `target`. A
- * read-only bind takes a second step: the kernel ignores `ro` on the first
- * `mount --bind`, only a remount applies it. If the remount fails, the bind is
- * undone so nothing writable is left behind.
+ * Bind-mount `source` (a directory or a device node) onto `target`. Per-mount
+ * options take a second step: the kernel ignores `ro`, `nodev`… on the first
+ * `mount --bind`, only a bind remount applies them, and that remount sets
+ * every per-mount flag at once, so it always names them all. If the remount
+ * fails, the bind is undone so nothing writable or unrestricted is left.
  */
 export async function bindMount(
   source: string,
   target: string,
-  opts: ToolOptions & { readOnly?: boolean } = {},
+  opts: BindMountOptions = {},
 ): Promise<void> {
   const runner = opts.runner ?? runTool;
   await runner("mount", ["--bind", source, target], { timeoutMs: opts.timeoutMs });
-  if (!opts.readOnly) return;
+  const options = [...(opts.mountOptions ?? []), ...(opts.readOnly ? ["ro"] : [])];
+  if (options.length === 0) return;
   try {
-    await runner("mount", ["-o", "remount,bind,ro", target], { timeoutMs: opts.timeoutMs });
+    await runner("mount", ["-o", ["remount", "bind", ...options].join(","), target], {
+      timeoutMs: opts.timeoutMs,
+    });
   } catch (e) {
     await runner("umount", [target], { timeoutMs: opts.timeoutMs });
     throw e;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { growFilesystem, makeFilesystem } from "./mkfs.ts";
-import { bindMount, mountFilesystem, unmount } from "./mount.ts";
+import { bindMount, mountArgs, mountFilesystem, unmount } from "./mount.ts";
 import { bindFreeLoopDevice, detachLoopDevice, listLoopDevices } from "./loop.ts";
 import { nbdfuseArgs, nbdUnixUri, unmountFuse } from "./nbdfuse.ts";
 import { deviceSizeBytes, interpretBlkidExport } from "./probe.ts";
@@ -80,23 +80,36 @@ Deno.test("mountFilesystem argv: flags, and read-only options that avoid journal
   await mountFilesystem("/dev/loop1", "/t", { fsType: "xfs", readOnly: true, runner });
   await mountFilesystem("/dev/loop1", "/t", { fsType: "btrfs", readOnly: true, runner });
   assert.deepEqual(argv(calls), [
-    ["mount", "-t", "ext4", "/dev/loop1", "/t"],
-    ["mount", "-t", "ext4", "-o", "noatime", "/dev/loop1", "/t"],
-    ["mount", "-t", "ext4", "-o", "ro,noload", "/dev/loop1", "/t"],
-    ["mount", "-t", "xfs", "-o", "ro,norecovery", "/dev/loop1", "/t"],
-    ["mount", "-t", "btrfs", "-o", "ro,rescue=nologreplay", "/dev/loop1", "/t"],
+    ["mount", "-t", "ext4", "-o", "nodev,nosuid", "/dev/loop1", "/t"],
+    ["mount", "-t", "ext4", "-o", "noatime,nodev,nosuid", "/dev/loop1", "/t"],
+    ["mount", "-t", "ext4", "-o", "nodev,nosuid,ro,noload", "/dev/loop1", "/t"],
+    ["mount", "-t", "xfs", "-o", "nodev,nosuid,ro,norecovery", "/dev/loop1", "/t"],
+    ["mount", "-t", "btrfs", "-o", "nodev,nosuid,ro,rescue=nologreplay", "/dev/loop1", "/t"],
   ]);
 });
 
-Deno.test("bindMount: read-write is one call, read-only remounts", async () => {
+Deno.test("bindMount: read-write is one call, read-only and per-mount options remount", async () => {
   const { runner, calls } = recordingRunner();
   await bindMount("/s", "/t", { runner });
   await bindMount("/s", "/t", { runner, readOnly: true });
+  await bindMount("/s", "/t", { runner, mountOptions: ["nodev", "nosuid"] });
+  await bindMount("/s", "/t", { runner, readOnly: true, mountOptions: ["nodev", "nosuid"] });
   assert.deepEqual(argv(calls), [
     ["mount", "--bind", "/s", "/t"],
     ["mount", "--bind", "/s", "/t"],
     ["mount", "-o", "remount,bind,ro", "/t"],
+    ["mount", "--bind", "/s", "/t"],
+    ["mount", "-o", "remount,bind,nodev,nosuid", "/t"],
+    ["mount", "--bind", "/s", "/t"],
+    ["mount", "-o", "remount,bind,nodev,nosuid,ro", "/t"],
   ]);
+});
+
+Deno.test("mountArgs: the driver's options come after the flags, so they win", () => {
+  assert.deepEqual(
+    mountArgs("/dev/loop1", "/t", { fsType: "ext4", flags: ["defaults", "rw"], readOnly: true }),
+    ["-t", "ext4", "-o", "defaults,rw,nodev,nosuid,ro,noload", "/dev/loop1", "/t"],
+  );
 });
 
 Deno.test("bindMount undoes the bind when the read-only remount fails", async () => {

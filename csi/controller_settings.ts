@@ -151,7 +151,8 @@ export class ControllerSettings {
   /**
    * Settings and credentials of a volume created with `parameters`
    * (StorageClass parameters as recorded). Missing ConfigMap →
-   * FAILED_PRECONDITION; no storageURL anywhere → INVALID_ARGUMENT.
+   * FAILED_PRECONDITION; no storageURL anywhere → the original driver's
+   * default, `s3://zerofs` (zerofs/settings.ts DEFAULT_STORAGE_URL).
    */
   async access(
     parameters: Record<string, string>,

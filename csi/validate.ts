@@ -106,49 +106,118 @@ export interface CapabilityOptions {
   field?: string;
 }
 
-const MOUNT_FLAG = /^[a-z0-9_]+(=[A-Za-z0-9_.:\/-]+)?$/;
 /**
- * Flags that would change what is mounted or weaken the node: a different
- * device or filesystem, device nodes/setuid on a tenant's filesystem, a remount
- * or bind/move that escapes the target.
+ * A mount option name as mount(8) takes it: letters, digits, `-`, `_` and
+ * `.` (e.g. `compress-force`, `_netdev`, `x-mount.mkdir`).
  */
-const DENIED_MOUNT_FLAGS: ReadonlySet<string> = new Set([
-  "remount",
-  "bind",
-  "rbind",
-  "move",
-  "dev",
-  "suid",
-  "loop",
-  "offset",
-  "sizelimit",
-  "encryption",
-  "x-mount.mkdir",
-  "helper",
+const MOUNT_OPTION_NAME = /^[A-Za-z0-9._-]+$/;
+/** A plain value: printable ASCII without `,`, whitespace or quotes. */
+const MOUNT_OPTION_VALUE = /^[!#-&(-+\--~]+$/;
+/**
+ * A double-quoted value, exactly as kubelet writes an SELinux context
+ * (`fmt.Sprintf("context=%q", …)` in kubernetes pkg/volume/util/selinux.go,
+ * AddSELinuxMountOption): the quotes keep the category list's comma inside
+ * one option, e.g. `context="system_u:object_r:container_file_t:s0:c1,c2"`.
+ */
+const QUOTED_MOUNT_OPTION_VALUE = /^"[!#-&(-~]+"$/;
+/** The SELinux options of mount(8), the only ones that take a quoted value. */
+const SELINUX_CONTEXT_OPTIONS: ReadonlySet<string> = new Set([
   "context",
   "fscontext",
   "defcontext",
   "rootcontext",
-  "owner",
-  "user",
-  "users",
-  "group",
 ]);
+
+const TOPOLOGY = "it changes the mount tree instead of mounting the volume";
+const OTHER_DEVICE = "it names a device or path other than the volume's device";
+const ESCALATION =
+  "tenant filesystems are always mounted nodev,nosuid (no device nodes, no setuid programs)";
+const PANIC = "a filesystem error would panic the whole node";
+
+/**
+ * Options that would break a guarantee of the driver (by lower-cased name),
+ * with the reason the refusal gives. Everything else mount(8) accepts as one
+ * option passes: the argv never goes through a shell, and the driver's own
+ * `nodev,nosuid` come after the flags, so they win over e.g. `defaults`.
+ */
+const DENIED_MOUNT_OPTIONS: ReadonlyMap<string, string> = new Map<string, string>([
+  // mount(8): operations on the mount tree (bind, move, remount, propagation).
+  ...["remount", "bind", "rbind", "move"].map((n) => [n, TOPOLOGY] as [string, string]),
+  ...["shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable"]
+    .map((n) => [n, TOPOLOGY] as [string, string]),
+  // mount(8) "LOOP-DEVICE SUPPORT": sets up and mounts a loop device.
+  ...["loop", "offset", "sizelimit", "encryption"].map((n) =>
+    [n, OTHER_DEVICE] as [string, string]
+  ),
+  // xfs(5) logdev=/rtdev=, ext4(5) journal_path=/journal_dev=, btrfs(5) device=.
+  ...["logdev", "rtdev", "journal_path", "journal_dev", "device"].map((n) =>
+    [n, OTHER_DEVICE] as [string, string]
+  ),
+  // mount(8) X-mount.idmap=: a user namespace file (/proc/<pid>/ns/user) or an ID map.
+  ["x-mount.idmap", OTHER_DEVICE],
+  // mount(8) helper=: the later umount would run /sbin/umount.<type> instead.
+  ["helper", "it replaces the umount the driver relies on"],
+  ["suid", ESCALATION],
+  ["dev", ESCALATION],
+]);
+
+/** Option values refused although the option is fine: ext4(5) errors=, btrfs(5) fatal_errors=. */
+const DENIED_MOUNT_OPTION_VALUES: ReadonlyMap<string, string> = new Map([
+  ["errors=panic", PANIC],
+  ["fatal_errors=panic", PANIC],
+]);
+
 /** Spec limit on the total size of mount_flags. */
 const MAX_MOUNT_FLAGS_BYTES = 4096;
 
-/** Check one mount flag; returns it unchanged. */
+/**
+ * Check one mount flag: a single mount(8) option `name` or `name=value`
+ * (see {@linkcode MOUNT_OPTION_NAME}, {@linkcode MOUNT_OPTION_VALUE}), not
+ * one of the refused options. Returns it unchanged. A refusal names at most
+ * the option's name, never its value or the flag list: mount flags may be
+ * sensitive (CSI spec).
+ *
+ * @example
+ * ```ts
+ * parseMountFlag("compress-force=zstd", "mount_flags[0]"); // → "compress-force=zstd"
+ * parseMountFlag("logdev=/dev/sdb", "mount_flags[0]"); // throws INVALID_ARGUMENT naming "logdev"
+ * ```
+ */
 export function parseMountFlag(flag: unknown, field: string): string {
-  if (typeof flag !== "string" || !MOUNT_FLAG.test(flag)) {
-    // The flag itself is not echoed: mount flags may carry secrets.
+  if (typeof flag !== "string") throw invalidArgument(`${field} is not a string`);
+  const eq = flag.indexOf("=");
+  const name = eq < 0 ? flag : flag.slice(0, eq);
+  if (!MOUNT_OPTION_NAME.test(name)) {
     throw invalidArgument(
-      `${field} has a mount flag that is not of the form name or name=value ` +
-        `(lowercase letters, digits, "_"; value without "," or spaces)`,
+      `${field} is not one mount option: give each option as its own mount flag, ` +
+        `a name of letters, digits, "-", "_" and "." with an optional "=value"`,
     );
   }
-  const name = flag.split("=", 1)[0];
-  if (DENIED_MOUNT_FLAGS.has(name)) {
-    throw invalidArgument(`${field}: mount flag "${name}" is not allowed by this driver`);
+  const lower = name.toLowerCase();
+  if (eq >= 0) {
+    const value = flag.slice(eq + 1);
+    const quotedOk = SELINUX_CONTEXT_OPTIONS.has(lower) && QUOTED_MOUNT_OPTION_VALUE.test(value);
+    if (!quotedOk && !MOUNT_OPTION_VALUE.test(value)) {
+      throw invalidArgument(
+        `${field}: mount option "${name}" has a value that is not allowed: use printable ` +
+          `characters without ",", spaces or quotes (only SELinux contexts may be double-quoted)`,
+      );
+    }
+  }
+  const denied = DENIED_MOUNT_OPTIONS.get(lower);
+  if (denied) {
+    throw invalidArgument(
+      `${field}: mount option "${name}" is not allowed by this driver: ${denied}; ` +
+        `remove it from the StorageClass mountOptions`,
+    );
+  }
+  const deniedValue = eq >= 0 &&
+    DENIED_MOUNT_OPTION_VALUES.get(`${lower}=${flag.slice(eq + 1).toLowerCase()}`);
+  if (deniedValue) {
+    throw invalidArgument(
+      `${field}: mount option "${name}" with this value is not allowed by this driver: ` +
+        `${deniedValue}; leave "${name}" at its default or choose another action`,
+    );
   }
   return flag;
 }
@@ -180,7 +249,7 @@ export function parseCapability(cap: unknown, opts: CapabilityOptions = {}): Cap
   if (total > MAX_MOUNT_FLAGS_BYTES) {
     throw invalidArgument(`${field}.mount.mount_flags exceed ${MAX_MOUNT_FLAGS_BYTES} bytes`);
   }
-  const mountFlags = flags.map((f) => parseMountFlag(f, `${field}.mount.mount_flags`));
+  const mountFlags = flags.map((f, i) => parseMountFlag(f, `${field}.mount.mount_flags[${i}]`));
   return { accessType: "mount", ...(fsType ? { fsType } : {}), mountFlags, accessMode };
 }
 

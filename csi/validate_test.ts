@@ -4,6 +4,7 @@ import {
   parseAbsolutePath,
   parseCapabilities,
   parseCapability,
+  parseMountFlag,
   parseVolumeId,
 } from "./validate.ts";
 
@@ -113,21 +114,97 @@ Deno.test("parseCapability: mount flags cannot inject options", () => {
       "a b",
       "x=1,y=2",
       "",
-      "UPPER",
       "bind",
       "remount",
       "dev",
       "suid",
       "loop=/dev/loop0",
-      "x=$(id)",
+      "x=$(id) ",
       "x='a'",
+      'x="a"',
+      "x=",
+      "=x",
+      "noatime\n",
     ]
   ) {
-    assert.throws(() => parseCapability(cap([bad])), isInvalid(/mount_flags|mount flag/), bad);
+    assert.throws(() => parseCapability(cap([bad])), isInvalid(/mount_flags\[0\]/), bad);
   }
   // The offending flag is not echoed: flags may carry credentials.
   assert.throws(
-    () => parseCapability(cap(["password=a b"])),
-    (e: Error) => !e.message.includes("password=a b"),
+    () => parseCapability(cap(["noatime", "password=a b"])),
+    (e: Error) =>
+      isInvalid(/mount_flags\[1\]: mount option "password"/)(e) && !e.message.includes("a b"),
   );
+});
+
+const flag = (f: string) => parseMountFlag(f, "mount_flags[0]");
+
+Deno.test("parseMountFlag accepts what mount(8) takes as one option", () => {
+  for (
+    const ok of [
+      "compress-force=zstd", // the original driver's own StorageClass (btrfs)
+      "compress=zstd:3",
+      "noatime",
+      "commit=60",
+      "inode64",
+      "_netdev",
+      "x-mount.mkdir",
+      "X-mount.mkdir=0755",
+      "x-systemd.device-timeout=30s",
+      "subvol=/data",
+      "usrjquota=aquota.user", // ext4(5): a file on the volume's own root
+      "jqfmt=vfsv1",
+      "errors=remount-ro",
+      "UPPER=Case",
+      "defaults",
+      "user",
+      "owner",
+      "exec",
+      "context=system_u:object_r:container_file_t:s0",
+      'context="system_u:object_r:container_file_t:s0:c1,c2"', // kubelet's context=%q
+      'fscontext="system_u:object_r:container_file_t:s0:c15,c25"',
+      'defcontext="system_u:object_r:container_file_t:s0"',
+      'rootcontext="system_u:object_r:container_file_t:s0:c0.c1023"',
+    ]
+  ) {
+    assert.equal(flag(ok), ok);
+  }
+});
+
+Deno.test("parseMountFlag refuses what breaks a guarantee, naming only the option", () => {
+  const refused: [string, RegExp][] = [
+    ["logdev=/dev/sdb1", /"logdev".*device or path/],
+    ["rtdev=/dev/sdc", /"rtdev"/],
+    ["journal_path=/dev/disk/by-label/j", /"journal_path"/],
+    ["journal_dev=2049", /"journal_dev"/],
+    ["device=/dev/sdd", /"device"/],
+    ["errors=panic", /"errors".*panic the whole node/],
+    ["fatal_errors=panic", /"fatal_errors"/],
+    ["remount", /"remount".*mount tree/],
+    ["bind", /"bind"/],
+    ["rbind", /"rbind"/],
+    ["move", /"move"/],
+    ["unbindable", /"unbindable"/],
+    ["rshared", /"rshared"/],
+    ["loop", /"loop"/],
+    ["loop=/dev/loop7", /"loop"/],
+    ["offset=4096", /"offset"/],
+    ["sizelimit=1", /"sizelimit"/],
+    ["suid", /"suid".*nodev,nosuid/],
+    ["dev", /"dev"/],
+    ["Dev", /"Dev"/],
+    ["helper=nfs", /"helper"/],
+    ["X-mount.idmap=/proc/1/ns/user", /"X-mount.idmap"/],
+    // Quotes are for SELinux contexts only, as kubelet writes them.
+    ['other="a,b"', /"other" has a value/],
+    ["context='a,b'", /"context" has a value/],
+    ['context="a b"', /"context" has a value/],
+  ];
+  for (const [f, re] of refused) {
+    assert.throws(() => flag(f), isInvalid(re), f);
+    const value = f.split("=").slice(1).join("=");
+    if (value && value !== "panic") {
+      assert.throws(() => flag(f), (e: Error) => !e.message.includes(value), `${f} echoed`);
+    }
+  }
 });

@@ -121,12 +121,12 @@ Deno.test("[aws] credential references follow awsCredentialsSecretName by defaul
     renderConfigToml(baseSettings({ awsCredentialsSecretName: "aws" }), OPTS),
   );
   assertEquals(Object.keys(withRef.aws).sort(), ["access_key_id", "secret_access_key"]);
+  // gs:// (which would get no [aws] table) is refused before anything is rendered.
   const gcs = {
     ...baseSettings({ awsCredentialsSecretName: "aws" }),
     storageURL: "gs://bucket/base",
   };
-  const gcsDoc = parseDoc(renderConfigToml(gcs, OPTS));
-  assertEquals(gcsDoc.aws, undefined);
+  throws(() => renderConfigToml(gcs, OPTS), SettingsError);
 });
 
 Deno.test("optional tables: [filesystem], [lsm], rpc listener, telemetry on", () => {

@@ -113,15 +113,24 @@ export function secretValuesFromCsiSecrets(secrets: Record<string, string>): Sec
   return values;
 }
 
+/**
+ * True for a password nobody should encrypt a volume with: shorter than
+ * {@linkcode MIN_ENCRYPTION_PASSWORD_CHARS}, or still holding the
+ * placeholder word of the example manifests (`CHANGEME-encryption-password`).
+ */
+export function isPlaceholderPassword(password: string): boolean {
+  return password.length < MIN_ENCRYPTION_PASSWORD_CHARS ||
+    password.toLowerCase().includes("changeme");
+}
+
 /** Throws when present values cannot work (short password, half a key pair). Never quotes a value. */
 export function checkSecretValues(values: SecretValues): void {
   const password = values.encryptionPassword;
-  if (
-    password !== undefined &&
-    (password.length < MIN_ENCRYPTION_PASSWORD_CHARS || password === "CHANGEME")
-  ) {
+  if (password !== undefined && isPlaceholderPassword(password)) {
     throw new SettingsError(
-      `the encryption password is too weak for ZeroFS: it needs at least ${MIN_ENCRYPTION_PASSWORD_CHARS} characters and must not be "CHANGEME"; update the Secret`,
+      `the encryption password is a placeholder or too short: it needs at least ` +
+        `${MIN_ENCRYPTION_PASSWORD_CHARS} characters and must not contain "changeme" in any case ` +
+        `(the example manifests ship one); put a real password in the Secret`,
     );
   }
   if (Boolean(values.awsAccessKeyId) !== Boolean(values.awsSecretAccessKey)) {

@@ -135,6 +135,13 @@ export interface VolumeParameterOptions {
   preflight: boolean;
 }
 
+/**
+ * `storageURL` when nothing sets it: the original driver's default
+ * (`cmp.Or(configMapData["storageURL"], "s3://zerofs")` in its pkg/csi/zerofs.go),
+ * so its ConfigMaps, which often leave the key out, place volumes where it did.
+ */
+export const DEFAULT_STORAGE_URL = "s3://zerofs";
+
 /** Driver defaults used when neither the StorageClass nor the ConfigMap sets a key. */
 export const DEFAULT_SETTINGS: Readonly<Omit<VolumeSettings, "storageURL">> = {
   awsAllowHTTP: false,
@@ -167,10 +174,20 @@ function invalid(where: string, raw: string, expected: string): SettingsError {
   );
 }
 
+/**
+ * The spellings ZeroFS's object store accepts for a boolean (object_store
+ * 0.12 `impl Parse for bool`, any case). The original driver copied
+ * `awsAllowHTTP` into ZeroFS's `allow_http` as is, so its ConfigMaps may
+ * use any of them.
+ */
+const TRUE_WORDS: ReadonlySet<string> = new Set(["1", "true", "on", "yes", "y"]);
+const FALSE_WORDS: ReadonlySet<string> = new Set(["0", "false", "off", "no", "n"]);
+
 const parseBoolean: Parser<boolean> = (raw, where) => {
-  if (raw === "true") return true;
-  if (raw === "false") return false;
-  throw invalid(where, raw, `must be "true" or "false"`);
+  const word = raw.toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  throw invalid(where, raw, `must be "true" or "false" (or 1/0, yes/no, on/off, y/n)`);
 };
 
 const parsePositiveNumber: Parser<number> = (raw, where) => {
@@ -235,7 +252,7 @@ const parseCompression: Parser<string> = (raw, where) => {
 };
 
 const parseRegion: Parser<string> = (raw, where) => {
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(raw)) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(raw)) {
     throw invalid(where, raw, `must be a region name such as "us-east-1"`);
   }
   return raw;
@@ -275,7 +292,14 @@ const parseEndpoint: Parser<string> = (raw, where) => {
   return raw.replace(/\/+$/, "");
 };
 
-const STORAGE_SCHEMES = ["s3", "gs", "azure", "memory"] as const;
+/**
+ * Schemes a volume may use: `s3://` (AWS S3 and S3-compatible stores), and
+ * `memory://` for tests. ZeroFS also speaks `gs://` and `azure://`, but this
+ * driver hands it only `[aws]` credentials and can delete only s3:// objects,
+ * so such a volume could neither authenticate nor ever be deleted.
+ */
+export const STORAGE_SCHEMES: readonly string[] = ["s3", "memory"];
+const UNSUPPORTED_ZEROFS_SCHEMES: ReadonlySet<string> = new Set(["gs", "azure"]);
 
 const parseStorageUrl: Parser<string> = (raw, where) => {
   const m = /^([a-z0-9]+):\/\/([^/?#]*)(\/[^?#]*)?$/.exec(raw);
@@ -283,12 +307,17 @@ const parseStorageUrl: Parser<string> = (raw, where) => {
     throw invalid(where, raw, `must look like "s3://bucket/prefix" (no query string or fragment)`);
   }
   const [, scheme, bucket, path = ""] = m;
-  if (!(STORAGE_SCHEMES as readonly string[]).includes(scheme)) {
-    const why = scheme === "file" ? "file:// lacks the conditional writes ZeroFS needs; " : "";
+  if (!STORAGE_SCHEMES.includes(scheme)) {
+    const why = scheme === "file"
+      ? "file:// lacks the conditional writes ZeroFS needs; "
+      : UNSUPPORTED_ZEROFS_SCHEMES.has(scheme)
+      ? `${scheme}:// is not supported: this driver passes ZeroFS only AWS credentials and ` +
+        `deletes only s3:// objects; `
+      : "";
     throw invalid(
       where,
       raw,
-      `${why}the scheme must be one of ${STORAGE_SCHEMES.map((s) => s + "://").join(", ")}`,
+      `${why}use one of the supported schemes: s3://, memory:// (for tests)`,
     );
   }
   if (scheme !== "memory" && bucket === "") throw invalid(where, raw, "names no bucket");
@@ -310,7 +339,8 @@ const parseStorageUrl: Parser<string> = (raw, where) => {
 function rejectLegacy(key: string, raw: string, where: string): void {
   const refusal = LEGACY_REFUSED_KEYS.get(key);
   if (refusal) throw new SettingsError(`${where} is not supported: ${refusal}`);
-  if (key === "envoyEnabled" && parseBoolean(raw, where)) {
+  // The original enabled envoy on strings.EqualFold(value, "true"); anything else meant off.
+  if (key === "envoyEnabled" && raw.toLowerCase() === "true") {
     throw new SettingsError(
       `${where} = "true" is not supported: this driver runs no envoy sidecar; remove the key`,
     );
@@ -374,7 +404,10 @@ function parseParameterOnly(key: string, raw: string, where: string): void {
       }
       return;
     case "preflight":
-      parseBoolean(raw, where);
+      // Ours, not the original's: exactly what CreateVolume compares against.
+      if (raw !== "true" && raw !== "false") {
+        throw invalid(where, raw, `must be "true" or "false"`);
+      }
       return;
   }
 }
@@ -401,6 +434,7 @@ export function validateVolumeParameters(params: Record<string, string>): void {
       throw unknownKey(key, "StorageClass parameter", VOLUME_PARAMETER_KEYS);
     }
     if (PARAMETER_ONLY_KEYS.has(key)) parseParameterOnly(key, raw, where);
+    else if (raw === "") continue; // unset, as in the original driver
     else if (SETTINGS_KEYS.has(key)) parseSettingValue(key, raw, where);
     else rejectLegacy(key, raw, where);
   }
@@ -439,11 +473,13 @@ function collectRaw(input: ResolveSettingsInput): Map<string, { raw: string; whe
   for (const [key, raw] of Object.entries(input.configMap ?? {})) {
     if (!CONFIGMAP_KEYS.has(key)) throw unknownKey(key, "ConfigMap key", CONFIGMAP_KEYS);
     const where = `ConfigMap key "${key}"`;
+    if (raw === "") continue; // unset, as in the original driver
     if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
     else rejectLegacy(key, raw, where);
   }
   for (const [key, raw] of Object.entries(input.parameters)) {
     const where = `StorageClass parameter "${key}"`;
+    if (raw === "") continue; // unset, as in the original driver
     if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
     else if (!PARAMETER_ONLY_KEYS.has(key) && VOLUME_PARAMETER_KEYS.has(key)) {
       rejectLegacy(key, raw, where);
@@ -454,9 +490,10 @@ function collectRaw(input: ResolveSettingsInput): Map<string, { raw: string; whe
 
 /**
  * Resolve one volume's settings: StorageClass parameters > ConfigMap keys >
- * `defaults` > {@linkcode DEFAULT_SETTINGS}. Throws {@linkcode SettingsError}
- * naming the key on an unknown ConfigMap key, a malformed value, or a missing
- * `storageURL`.
+ * `defaults` > {@linkcode DEFAULT_SETTINGS} (and {@linkcode DEFAULT_STORAGE_URL}).
+ * A key set to the empty string counts as unset, as in the original driver.
+ * Throws {@linkcode SettingsError} naming the key on an unknown ConfigMap
+ * key or a malformed value.
  *
  * @example
  * ```ts
@@ -471,13 +508,13 @@ export function resolveSettings(input: ResolveSettingsInput): VolumeSettings {
   for (const [key, { raw, where }] of collectRaw(input)) {
     parsed[key] = parseSettingValue(key, raw, where);
   }
-  const settings = { ...DEFAULT_SETTINGS, ...input.defaults, ...parsed } as VolumeSettings;
-  if (!settings.storageURL) {
-    throw new SettingsError(
-      `no storageURL: set "storageURL" (e.g. "s3://bucket/volumes") in the ConfigMap named by ` +
-        `the StorageClass parameter configMapName, or as a StorageClass parameter`,
-    );
-  }
+  const settings = {
+    storageURL: DEFAULT_STORAGE_URL,
+    ...DEFAULT_SETTINGS,
+    ...input.defaults,
+    ...parsed,
+  } as VolumeSettings;
+  if (!settings.storageURL) settings.storageURL = DEFAULT_STORAGE_URL;
   if (input.defaults?.storageURL && !("storageURL" in parsed)) {
     settings.storageURL = parseStorageUrl(input.defaults.storageURL, `driver default "storageURL"`);
   }

@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, throws as assertThrows } from "node:as
 import { SettingsError } from "./types.ts";
 import {
   DEFAULT_SETTINGS,
+  DEFAULT_STORAGE_URL,
   resolveSettings,
   resolveVolumeLocation,
   validateVolumeParameters,
@@ -79,9 +80,10 @@ Deno.test("storageURL: schemes, bucket, normalisation", () => {
   const url = (storageURL: string) => resolveSettings({ parameters: { storageURL } }).storageURL;
   assertEquals(url("s3://bucket/base/"), "s3://bucket/base");
   assertEquals(url("s3://bucket//a//b"), "s3://bucket/a/b");
-  assertEquals(url("gs://bucket"), "gs://bucket");
-  assertEquals(url("azure://container/x"), "azure://container/x");
   assertEquals(url("memory://"), "memory://");
+  // ZeroFS speaks them, but the driver gives it only [aws] credentials and cannot delete them.
+  throwsSettings(() => url("gs://bucket"), /gs:\/\/ is not supported.*s3:\/\/, memory:\/\//);
+  throwsSettings(() => url("azure://container/x"), /azure:\/\/ is not supported/);
   throwsSettings(() => url("file:///data"), /storageURL.*conditional writes/);
   throwsSettings(() => url("http://bucket/x"), /storageURL.*scheme/);
   throwsSettings(() => url("s3:///prefix"), /storageURL.*bucket/);
@@ -118,7 +120,9 @@ Deno.test("resolveSettings: unknown ConfigMap key, missing storageURL, bad endpo
       resolveSettings({ parameters: {}, configMap: { storageURL: "s3://b", awsSecretName: "x" } }),
     /ConfigMap key "awsSecretName"/,
   );
-  throwsSettings(() => resolveSettings({ parameters: {} }), /no storageURL/);
+  // No storageURL anywhere: the original driver's default.
+  assertEquals(resolveSettings({ parameters: {} }).storageURL, "s3://zerofs");
+  assertEquals(DEFAULT_STORAGE_URL, "s3://zerofs");
   const e = throwsSettings(
     () =>
       resolveSettings({

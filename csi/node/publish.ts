@@ -7,7 +7,13 @@
  */
 
 import { basename, dirname } from "node:path";
-import { bindMount, findMountByTarget, type MountEntry, unmount } from "../../blockdev/mod.ts";
+import {
+  bindMount,
+  findMountByTarget,
+  type MountEntry,
+  TENANT_MOUNT_OPTIONS,
+  unmount,
+} from "../../blockdev/mod.ts";
 import { alreadyExists, failedPrecondition, internal, invalidArgument } from "../errors.ts";
 import { parseAbsolutePath, parseCapability } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
@@ -41,7 +47,11 @@ export async function nodePublishVolume(ctx: NodeContext, req: RawRequest): Prom
     return {};
   }
   await createTarget(targetPath, state.accessType);
-  await bindMount(source, targetPath, { readOnly: readOnly || state.readOnly });
+  await bindMount(source, targetPath, {
+    readOnly: readOnly || state.readOnly,
+    // A block target is a device node: nodev would make it unusable.
+    mountOptions: state.accessType === "mount" ? TENANT_MOUNT_OPTIONS : [],
+  });
   await ctx.states.write({
     ...state,
     publishedTargets: [

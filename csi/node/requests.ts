@@ -91,7 +91,11 @@ function fsTypeOf(
 }
 
 function capacityOf(context: Record<string, string>, field: string): number {
-  const text = context.capacityBytes;
+  // The original driver's PVs carry `capacity_bytes` (its CreateVolume wrote the
+  // required bytes there, "0" when the request named none).
+  const legacy = context.capacity_bytes;
+  const text = context.capacityBytes ??
+    (legacy !== undefined && legacy !== "0" ? legacy : undefined);
   if (text === undefined) return DEFAULT_CAPACITY_BYTES;
   const bytes = Number(text);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {

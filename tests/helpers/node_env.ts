@@ -291,8 +291,9 @@ export async function findLeftovers(env: NodeEnvironment): Promise<HostLeftovers
   const loops = await listLoopDevices();
   const mounts = await readMountInfo();
   const drivers = new Set([env.node.process.pid, env.controller.process.pid]);
-  // The S3 server runs for the whole environment; it is not the node's.
-  const isS3Server = (p: ProcessInfo) => p.argv.includes(env.s3.dir);
+  // The S3 server runs for the whole environment; it is not the node's. (The pod tier has none.)
+  const s3Dir: string | undefined = env.s3?.dir;
+  const isS3Server = (p: ProcessInfo) => s3Dir !== undefined && p.argv.includes(s3Dir);
   const processes = (await listProcesses()).filter((p) =>
     !drivers.has(p.pid) && p.pid !== Deno.pid && !isS3Server(p) &&
     p.argv.some((a) => a.includes(env.dir))

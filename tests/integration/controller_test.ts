@@ -17,7 +17,7 @@ const blockCap = (mode = "SINGLE_NODE_WRITER") => ({ block: {}, access_mode: { m
 
 /**
  * Settings for tests that do not touch an object store: volumes live at
- * `memory://` (no pre-flight, nothing to delete). The s3rver-backed paths
+ * `memory://` (no pre-flight, nothing to delete). The MinIO-backed paths
  * are in delete_volume_test.ts and preflight_test.ts.
  */
 async function memorySettings(dir: string): Promise<string> {
@@ -340,11 +340,18 @@ Deno.test("controller: settings are checked at CreateVolume; publish is recorded
   });
   try {
     const c = driver.client.controller;
-    await expectCode(
-      c.CreateVolume({ name: "pvc-nowhere", volume_capabilities: [mountCap()] }),
-      status.INVALID_ARGUMENT,
-      /no storageURL/,
-    );
+    // gs:// and azure:// could never authenticate ([aws] only) nor be deleted.
+    for (const storageURL of ["gs://bucket/volumes", "azure://container/volumes"]) {
+      await expectCode(
+        c.CreateVolume({
+          name: "pvc-nowhere",
+          volume_capabilities: [mountCap()],
+          parameters: { storageURL },
+        }),
+        status.INVALID_ARGUMENT,
+        /is not supported.*s3:\/\/, memory:\/\//,
+      );
+    }
     await expectCode(
       c.CreateVolume({
         name: "pvc-cm",

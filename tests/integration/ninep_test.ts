@@ -136,11 +136,12 @@ Deno.test("volume record: absent → null, atomic write, round trip, overwrite",
     const client = await connect();
     strictEqual(await readVolumeRecord(client), null);
     const record: VolumeRecord = {
-      schema: 1,
+      schema: 2,
       driverVersion: "0.1.0",
       fsType: "xfs",
       formatted: false,
       createdAt: new Date().toISOString(),
+      zerofs: { formattedBy: "0.16.2", servedBy: "0.16.2" },
     };
     await writeVolumeRecord(client, record);
     deepStrictEqual(await readVolumeRecord(client), record);

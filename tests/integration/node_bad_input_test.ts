@@ -71,8 +71,8 @@ Deno.test("node bad input: invalid requests are INVALID_ARGUMENT and touch nothi
       ["mount flag suid", stage({ volume_capability: mountCap("ext4", ["suid"]) })],
       ["mount flag bind", stage({ volume_capability: mountCap("ext4", ["bind"]) })],
       [
-        "mount flag x-mount.mkdir",
-        stage({ volume_capability: mountCap("ext4", ["x-mount.mkdir"]) }),
+        "mount flag journal_path (another device)",
+        stage({ volume_capability: mountCap("ext4", ["journal_path=/dev/sdz"]) }),
       ],
       ["missing volume_capability", stage({ volume_capability: undefined })],
       ["missing access mode", stage({ volume_capability: { mount: { fs_type: "ext4" } } })],

@@ -11,7 +11,7 @@ const GiB = 1024 ** 3;
 Deno.test("sidecar conformance: provisioner → attacher → resizer → attacher → provisioner", async () => {
   const dir = await makeTestDir();
   // Volumes at memory:// so the object-store steps (pre-flight, deleting the
-  // objects) have nothing to reach; delete_volume_test.ts covers them on s3rver.
+  // objects) have nothing to reach; delete_volume_test.ts covers them on MinIO.
   await Deno.writeTextFile(`${dir}/settings.toml`, `storageURL = "memory://"\n`);
   const driver = await startDriver({
     mode: "controller",

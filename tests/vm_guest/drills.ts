@@ -177,7 +177,7 @@ const CONDITION_BOUND_MS = 5_000;
 const WATCH_MS = 8_000;
 
 /**
- * Drill 2: ZeroFS (the stand-in) is SIGKILLed under a mounted volume.
+ * Drill 2: ZeroFS is SIGKILLed under a mounted volume.
  * NodeGetVolumeStats turns abnormal with a reason within 5 s; the device is
  * never reconnected on its own (no new ZeroFS, I/O keeps failing); unstage
  * completes and frees the device; an explicit stage brings the volume back
@@ -216,8 +216,7 @@ export async function zerofsKilled(s: Scenario): Promise<void> {
   assert.ok(conditionMs <= CONDITION_BOUND_MS, `abnormal after ${conditionMs} ms`);
   assert.match(abnormal.volume_condition.message, /ZeroFS is not ready/);
 
-  // nbdkit follows its parent (--exit-with-parent), diod too (setpriv --pdeathsig).
-  await waitFor("the stand-in's servers to exit", async () => {
+  await waitFor("the volume's ZeroFS to exit", async () => {
     for (const p of processes) if (await isStillRunning(p)) return undefined;
     return true;
   }, { timeoutMs: 15_000 });
@@ -327,7 +326,7 @@ export async function deviceExhaustion(s: Scenario, devices: number): Promise<vo
 /**
  * Drill 4: `cycles` stage/unstage cycles of one ext4 volume. After each
  * unstage the device is free; at the end every nbd device is free, nothing
- * is mounted and no stand-in, diod, nbdkit or nbd-client process is left.
+ * is mounted and no ZeroFS or nbd-client process is left.
  */
 export async function stageCycles(s: Scenario, cycles: number): Promise<void> {
   const name = "pvc-vm-cycles";
@@ -357,7 +356,7 @@ export async function stageCycles(s: Scenario, cycles: number): Promise<void> {
     sockets: [],
     volumeDirs: [],
   });
-  assert.deepEqual(await servingProcesses(), [], "no stand-in, diod, nbdkit or nbd-client left");
+  assert.deepEqual(await servingProcesses(), [], "no ZeroFS or nbd-client left");
   const formats = s.env.node.output().split("\n").filter((l) =>
     l.includes("formatting new volume") && l.includes(name)
   );

@@ -1,7 +1,7 @@
 /**
  * The guest program of the real-kernel tier: runs INSIDE the VM (see
  * tests/vm/kernel_path_test.ts), loads the nbd module, starts a controller
- * and a node agent with `--attach-mode kernel` and the ZeroFS stand-in
+ * and a node agent with `--attach-mode kernel` and the real ZeroFS (MinIO in the guest for S3)
  * (sockets and state on the guest's /run tmpfs), runs the named scenarios
  * against that one environment and prints one `ZVM-RESULT` line each
  * (tests/vm_guest/protocol.ts).

@@ -64,12 +64,13 @@ export async function assertAllNbdFree(): Promise<void> {
   assert.deepEqual(busy, [], "nbd devices still connected");
 }
 
-/** Executables of the volume's serving processes (stand-in servers and the attach tool). */
-const SERVING_TOOLS = new Set(["diod", "nbdkit", "nbd-client", "nbdfuse", "setpriv"]);
+/** Executables of the volume's serving processes (ZeroFS, stand-in servers, the attach tool). */
+const SERVING_TOOLS = new Set(["zerofs", "diod", "nbdkit", "nbd-client", "nbdfuse", "setpriv"]);
 
 /**
- * Processes anywhere in the guest that serve or attach a volume: the ZeroFS
- * stand-in (`zerofs_standin/main.ts`), diod, nbdkit, nbd-client, nbdfuse.
+ * Processes anywhere in the guest that serve or attach a volume: ZeroFS (or
+ * its stand-in `zerofs_standin/main.ts` with diod and nbdkit), nbd-client,
+ * nbdfuse.
  */
 export async function servingProcesses(): Promise<string[]> {
   return (await listProcesses())

@@ -20,7 +20,7 @@ import {
 import { type AccessKind, nodeRequests } from "../helpers/volume_steps.ts";
 import { assertNbdConnected, assertNbdFree } from "./kernel_state.ts";
 
-/** Under TCG a stage starts a Deno process (the stand-in): give calls room. */
+/** Under TCG a stage starts ZeroFS (about 4 s to ready): give calls room. */
 export const CALL_MS = 180_000;
 export const GiB = 1024 ** 3;
 
