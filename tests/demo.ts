@@ -13,6 +13,7 @@
  */
 
 import { join } from "node:path";
+import { MINIO_VERSION } from "./fixtures/s3.ts";
 import { realZeroFsBin } from "./fixtures/zerofs.ts";
 import { listBucketKeys } from "./helpers/bucket.ts";
 import {
@@ -206,7 +207,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const env = await startNodeEnvironment({ zerofsBin });
   console.log(`ZeroFS: ${await versionLine(zerofsBin)} (${zerofsBin})`);
-  console.log(`S3:     ${env.s3.description} at ${env.s3.endpoint}`);
+  console.log(`S3:     MinIO ${MINIO_VERSION}, ${env.s3.description} at ${env.s3.endpoint}`);
   console.log(
     `Controller and node agent are serving (${(performance.now() - t0).toFixed(0)} ms) in ` +
       `${env.dir}\n`,

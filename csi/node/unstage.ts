@@ -14,6 +14,7 @@ import { parseAbsolutePath, parseVolumeId } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
 import type { RawRequest } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
+import { StepClock } from "./step_clock.ts";
 
 /** NodeUnstageVolume. */
 export async function nodeUnstageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
@@ -37,19 +38,28 @@ export async function nodeUnstageVolume(ctx: NodeContext, req: RawRequest): Prom
  */
 export async function unstageVolume(ctx: NodeContext, state: NodeVolumeState): Promise<void> {
   const paths = volumePaths(ctx.stateRoot, state.volumeId);
-  if (state.accessType === "mount") await unmountStaging(state);
+  const clock = new StepClock();
+  if (state.accessType === "mount") await clock.time("unmount", () => unmountStaging(state));
   if (state.attachment) {
-    await ctx.attacher.detach(state.attachment);
+    await clock.time("detach", () => ctx.attacher.detach(state.attachment!));
     if (await ctx.attacher.isConnected(state.attachment)) {
       throw internal(
         `device ${state.attachment.device} of volume "${state.volumeId}" is still connected ` +
           `after detach; ZeroFS was left running so no data is lost — retry NodeUnstageVolume`,
       );
     }
-    await ctx.states.write({ ...state, phase: "staging", attachment: undefined });
+    await clock.time(
+      "state",
+      () => ctx.states.write({ ...state, phase: "staging", attachment: undefined }),
+    );
   }
-  await ctx.runner.stop(state.volumeId, paths.dir);
-  await ctx.states.remove(state.volumeId);
+  // ZeroFS flushes on SIGTERM: this step is the time until it exited.
+  await clock.time("zerofs_stop", () => ctx.runner.stop(state.volumeId, paths.dir));
+  await clock.time("state", () => ctx.states.remove(state.volumeId));
+  ctx.log.log("info", "volume unstaged", {
+    volume_id: state.volumeId,
+    steps_ms: clock.summary(),
+  });
 }
 
 async function unmountStaging(state: NodeVolumeState): Promise<void> {

@@ -26,13 +26,17 @@ export async function rssMiB(pid: number): Promise<number> {
   return kib / 1024;
 }
 
-/** The `steps_ms` of the node's "volume staged" line for a volume. */
-export function stageSteps(nodeOutput: string, volumeId: string): Record<string, number> {
+/** The `steps_ms` of the node's last "volume staged" (or `event`) line for a volume. */
+export function stageSteps(
+  nodeOutput: string,
+  volumeId: string,
+  event = "volume staged",
+): Record<string, number> {
   for (const line of nodeOutput.split("\n").reverse()) {
-    if (!line.includes('"volume staged"') || !line.includes(`"${volumeId}"`)) continue;
+    if (!line.includes(`"${event}"`) || !line.includes(`"${volumeId}"`)) continue;
     return JSON.parse(line).steps_ms;
   }
-  throw new Error(`no "volume staged" log line for ${volumeId}`);
+  throw new Error(`no "${event}" log line for ${volumeId}`);
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -82,6 +86,12 @@ export async function run(): Promise<BenchReport> {
         target: paths.target,
       });
       add("publish", await timed(() => node.NodePublishVolume(publish)));
+      add(
+        "stats (with the durable write probe)",
+        await timed(() =>
+          node.NodeGetVolumeStats({ volume_id: volume.volume_id, volume_path: paths.target })
+        ),
+      );
       volumes.push({ volume, paths });
     }
     const stagedRss = await rssMiB(pid);
@@ -97,6 +107,10 @@ export async function run(): Promise<BenchReport> {
           node.NodeUnstageVolume({ volume_id: id, staging_target_path: paths.staging })
         ),
       );
+      const steps = stageSteps(env.node.output(), id, "volume unstaged");
+      add("  unmount", steps.unmount);
+      add("  detach (losetup -d, nbdfuse exit)", steps.detach);
+      add("  ZeroFS stop (SIGTERM → final flush → exit)", steps.zerofs_stop);
     }
     const targets: Record<string, number> = {
       "  driver overhead (total - zerofs - mkfs)": 100,
