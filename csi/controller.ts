@@ -11,17 +11,34 @@
  * `<storageURL>/<volumeId>/` (or keeps them with `deletePolicy: retain`),
  * refusing while any node still has the volume published.
  *
+ * Every volume is pinned (`zerofs/volume_pin.ts`): CreateVolume fixes its
+ * location and Secret names in the volume context and the record, and
+ * DeleteVolume works at the pinned location whatever the ConfigMap says
+ * now (a disagreement is logged, the pin wins). A record without a pin
+ * (written before pins, or an adopted volume of the original driver) is
+ * pinned with the current settings the first time Publish or Delete sees
+ * it; the publish context then carries that pin to the node, whose volume
+ * context has none.
+ *
  * @module
  */
 
 import {
+  applyPin,
   deleteVolumeData,
+  describeDisagreement,
   hasVolumeData,
   type ObjectStoreAccess,
+  PIN_CONTEXT_PREFIX,
+  pinFromContext,
+  pinFromSettings,
+  pinToContext,
   preflightCheck,
   resolveVolumeLocation,
   type S3ClientTimeouts,
   volumeParameterOptions,
+  type VolumePin,
+  type VolumeSettings,
 } from "../zerofs/mod.ts";
 import { capacityFits, resolveCapacity } from "./capacity.ts";
 import type { ControllerSettings } from "./controller_settings.ts";
@@ -126,12 +143,14 @@ async function createVolume(deps: ControllerDeps, req: CsiRequest) {
   const location = resolveVolumeLocation(access.settings, name);
   // Pre-flight is on unless the StorageClass says preflight: "false".
   if (params.preflight !== "false") await preflight(deps, name, access, location.scheme);
+  const pin = pinFromSettings(access.settings);
   const entry: VolumeEntry = {
     name,
     requestName,
     capacityBytes,
-    volumeContext: volumeContext(params, { capacityBytes, fsType }),
+    volumeContext: volumeContext(params, { capacityBytes, fsType, pin }),
     parameters: params,
+    pin,
     createdAt: (deps.now?.() ?? new Date()).toISOString(),
     publishedNodes: [],
   };
@@ -194,9 +213,11 @@ function sameMap(a: Record<string, string>, b: Record<string, string>): boolean 
 
 /**
  * Record found → refuse while published; `retain` → keep the objects and
- * leave a tombstone; else delete `<storageURL>/<id>/` and drop the record.
- * No record → a legacy (original driver) volume, or a retry after success:
- * delete under the controller's default storageURL (nothing there = success).
+ * leave a tombstone; else delete under the pinned `<storageURL>/<id>/` (an
+ * unpinned record is pinned first, with the current settings) and drop the
+ * record. No record → a legacy (original driver) volume, or a retry after
+ * success: delete under the controller's default storageURL (nothing there
+ * = success).
  */
 async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
   const id = parseVolumeId(req.volume_id);
@@ -214,10 +235,53 @@ async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
   if (volumeParameterOptions(entry.parameters).deletePolicy === "retain") {
     return await retainVolume(deps, entry);
   }
-  const access = await deps.settings.access(entry.parameters, secrets);
+  const access = await pinnedAccess(deps, await ensurePinned(deps, entry), secrets);
   await deleteObjects(deps, id, access);
   await deps.registry.delete(id);
   return {};
+}
+
+/**
+ * The record with a pin: a record written before pins (or an adopted
+ * volume's) is pinned now with what the settings say, saved, and logged —
+ * from here on a ConfigMap edit cannot move it.
+ */
+async function ensurePinned(deps: ControllerDeps, entry: VolumeEntry): Promise<VolumeEntry> {
+  if (entry.pin) return entry;
+  const settings = await deps.settings.resolve(entry.parameters);
+  const pinned: VolumeEntry = { ...entry, pin: pinFromSettings(settings) };
+  await deps.registry.put(pinned);
+  logPinned(deps, entry.name, settings, "its record predates location pinning");
+  return pinned;
+}
+
+function logPinned(deps: ControllerDeps, id: string, settings: VolumeSettings, why: string) {
+  deps.log.log("info", "volume pinned to its location", {
+    volume_id: id,
+    location: resolveVolumeLocation(settings, id).url,
+    reason: `${why}; a later ConfigMap edit will not move it`,
+  });
+}
+
+/** Object-store access at the record's pin; where the settings now disagree, warn (the pin wins). */
+async function pinnedAccess(
+  deps: ControllerDeps,
+  entry: VolumeEntry,
+  secrets: Record<string, string>,
+): Promise<ObjectStoreAccess> {
+  const { access, disagreements } = await deps.settings.pinnedAccess(
+    entry.parameters,
+    entry.pin ?? {},
+    secrets,
+  );
+  for (const d of disagreements) {
+    deps.log.log("warn", "the settings disagree with the volume's pin", {
+      volume_id: entry.name,
+      setting: d.key,
+      detail: describeDisagreement(d),
+    });
+  }
+  return access;
 }
 
 async function deleteUnrecorded(
@@ -239,12 +303,15 @@ async function deleteUnrecorded(
 
 async function retainVolume(deps: ControllerDeps, entry: VolumeEntry) {
   const retainedAt = (deps.now?.() ?? new Date()).toISOString();
-  await deps.registry.put({ ...entry, retainedAt });
+  // The tombstone names where the kept objects are; without settings to pin from,
+  // it stays unpinned: the objects are kept either way.
+  const pinned = await ensurePinned(deps, entry).catch(() => entry);
+  await deps.registry.put({ ...pinned, retainedAt });
   let location = "(unresolved)";
   try {
-    location =
-      resolveVolumeLocation((await deps.settings.access(entry.parameters)).settings, entry.name)
-        .url;
+    const settings = applyPin(await deps.settings.resolve(entry.parameters), pinned.pin ?? {})
+      .settings;
+    location = resolveVolumeLocation(settings, entry.name).url;
   } catch { /* the log line is informational; the objects are kept either way */ }
   deps.log.log("warn", "volume deleted, objects retained", {
     volume_id: entry.name,
@@ -302,8 +369,11 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
   const nodeId = parseRequiredString(req.node_id, "node_id");
   const cap = parseCapability(req.volume_capability);
   if (typeof req.readonly !== "boolean") throw invalidArgument("readonly is required");
-  const entry = await deps.registry.get(id) ?? await adoptLegacyVolume(deps, id, req.secrets);
-  if (!entry || entry.retainedAt) throw notFound(`volume ${id} does not exist`);
+  // A static PV's volume context is user input: its pin keys are checked like settings.
+  const contextPin = pinFromContext(stringMap(req.volume_context), "volume_context");
+  const found = await deps.registry.get(id) ??
+    await adoptLegacyVolume(deps, id, { secrets: stringMap(req.secrets), contextPin });
+  if (!found || found.retainedAt) throw notFound(`volume ${id} does not exist`);
   const knownNodes = deps.knownNodes ?? ANY_NODE;
   if (!(await knownNodes.exists(nodeId))) {
     throw notFound(
@@ -311,6 +381,7 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
         `check node_id, or start the node agent there first`,
     );
   }
+  const entry = await ensurePinned(deps, found);
   checkFsMatches(entry, cap, "volume_capability");
   const wanted = publicationOf(cap, req.readonly);
   const published = publishedNodesOf(entry).includes(nodeId);
@@ -333,33 +404,46 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
  * context keeps the size at creation, so after an offline
  * ControllerExpandVolume this is how NodeStageVolume learns the new size.
  * An adopted volume has no recorded capacity (0): its device file is the truth.
+ * A volume whose context carries no pin (created before pins, or adopted)
+ * gets the record's pin here, so the node stages it where the controller
+ * pinned it.
  */
 function publishContext(entry: VolumeEntry, readonly: boolean): Record<string, string> {
+  const contextPinned = Object.keys(entry.volumeContext).some((k) =>
+    k.startsWith(PIN_CONTEXT_PREFIX)
+  );
   return {
     readonly: String(readonly),
     ...(entry.capacityBytes > 0 ? { [CONTEXT_CAPACITY_BYTES]: String(entry.capacityBytes) } : {}),
+    ...(contextPinned ? {} : pinToContext(entry.pin ?? {})),
   };
 }
 
 /**
  * A volume of the original Go driver (volume ID = PV name) has no record but
- * has objects under the default storageURL: record it on its first attach,
- * so attach tracking and DeleteVolume's guard cover it from then on. No
- * objects there → null (NOT_FOUND).
+ * has objects under the default storageURL (or where a hand-written PV's
+ * volume context pins it): record it on its first attach, pinned to where
+ * its objects were found, so attach tracking, DeleteVolume's guard and the
+ * pin cover it from then on. No objects there → null (NOT_FOUND).
  */
 async function adoptLegacyVolume(
   deps: ControllerDeps,
   id: string,
-  secrets: Record<string, string> = {},
+  from: { secrets: Record<string, string>; contextPin: VolumePin | null },
 ): Promise<VolumeEntry | null> {
-  const access = await deps.settings.legacyAccess(secrets);
-  if (!access || !(await hasVolumeData({ ...access, volumeId: id }))) return null;
+  const legacy = await deps.settings.legacyAccess(from.secrets);
+  if (!legacy) return null;
+  const access = from.contextPin
+    ? await pinnedLegacyAccess(deps, legacy.settings, from.contextPin, from.secrets)
+    : legacy;
+  if (!(await hasVolumeData({ ...access, volumeId: id }))) return null;
   const configMapName = deps.settings.defaultConfigMapName;
   const entry: VolumeEntry = {
     name: id,
     capacityBytes: 0,
     volumeContext: {},
     parameters: configMapName ? { configMapName } : {},
+    pin: pinFromSettings(access.settings),
     createdAt: (deps.now?.() ?? new Date()).toISOString(),
   };
   await deps.registry.put(entry);
@@ -367,7 +451,18 @@ async function adoptLegacyVolume(
     volume_id: id,
     location: resolveVolumeLocation(access.settings, id).url,
   });
+  logPinned(deps, id, access.settings, "adopted");
   return entry;
+}
+
+async function pinnedLegacyAccess(
+  deps: ControllerDeps,
+  legacy: VolumeSettings,
+  pin: VolumePin,
+  secrets: Record<string, string>,
+): Promise<ObjectStoreAccess> {
+  const settings = applyPin(legacy, pin).settings;
+  return { settings, secrets: await deps.settings.secrets(secrets, settings) };
 }
 
 /** Removes `node_id` (empty = every node) from publishedNodes; unknown volume = already done. */

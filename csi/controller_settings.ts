@@ -11,6 +11,7 @@
  */
 
 import {
+  applyPin,
   AWS_CREDENTIALS_SECRET_KEYS,
   checkSecretValues,
   ENV_AWS_ACCESS_KEY_ID,
@@ -18,6 +19,7 @@ import {
   ENV_AWS_SESSION_TOKEN,
   type KubeClient,
   type ObjectStoreAccess,
+  type PinDisagreement,
   readConfigMapData,
   readSecretData,
   resolveSettings,
@@ -25,6 +27,7 @@ import {
   secretValuesFromCsiSecrets,
   secretValuesFromKubernetesSecrets,
   SettingsError,
+  type VolumePin,
   type VolumeSettings,
 } from "../zerofs/mod.ts";
 import { parseSettingsFile, type SettingsFile } from "./node/mod.ts";
@@ -158,12 +161,31 @@ export class ControllerSettings {
     parameters: Record<string, string>,
     csiSecrets: Record<string, string> = {},
   ): Promise<ObjectStoreAccess> {
-    const configMap = await this.#configMap(parameters.configMapName, "StorageClass parameter");
-    const settings = resolveSettings({
-      parameters,
-      configMap: { ...this.defaults, ...configMap },
-    });
+    const settings = await this.resolve(parameters);
     return { settings, secrets: await this.secrets(csiSecrets, settings) };
+  }
+
+  /** What the settings say now for a volume created with `parameters` (no credentials read). */
+  async resolve(parameters: Record<string, string>): Promise<VolumeSettings> {
+    const configMap = await this.#configMap(parameters.configMapName, "StorageClass parameter");
+    return resolveSettings({ parameters, configMap: { ...this.defaults, ...configMap } });
+  }
+
+  /**
+   * Like {@linkcode access}, with the volume's `pin` over the settings (the
+   * credentials come from the pinned Secret), and every pinned key on which
+   * the settings now disagree.
+   */
+  async pinnedAccess(
+    parameters: Record<string, string>,
+    pin: VolumePin,
+    csiSecrets: Record<string, string> = {},
+  ): Promise<{ access: ObjectStoreAccess; disagreements: PinDisagreement[] }> {
+    const { settings, disagreements } = applyPin(await this.resolve(parameters), pin);
+    return {
+      access: { settings, secrets: await this.secrets(csiSecrets, settings) },
+      disagreements,
+    };
   }
 
   /**

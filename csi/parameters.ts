@@ -5,7 +5,7 @@
  * @module
  */
 
-import { validateVolumeParameters } from "../zerofs/settings.ts";
+import { pinToContext, validateVolumeParameters, type VolumePin } from "../zerofs/mod.ts";
 import { invalidArgument } from "./errors.ts";
 import type { Capability } from "./validate.ts";
 
@@ -41,14 +41,19 @@ export function resolveFsType(params: Record<string, string>, caps: Capability[]
   return first?.[1] ?? DEFAULT_FS_TYPE;
 }
 
-/** The volume context: every parameter plus capacity and filesystem. */
+/**
+ * The volume context: every parameter plus capacity, filesystem and the
+ * volume's pin (`zerofs.csi/<key>`, see `zerofs/volume_pin.ts`), which the
+ * node uses over whatever the ConfigMap says at stage time.
+ */
 export function volumeContext(
   params: Record<string, string>,
-  o: { capacityBytes: number; fsType: string },
+  o: { capacityBytes: number; fsType: string; pin: VolumePin },
 ): Record<string, string> {
   return {
     ...params,
     [CONTEXT_CAPACITY_BYTES]: String(o.capacityBytes),
     [CONTEXT_FS_TYPE]: o.fsType,
+    ...pinToContext(o.pin),
   };
 }

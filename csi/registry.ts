@@ -7,6 +7,7 @@
 
 import { join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../zerofs/atomic_file.ts";
+import { parsePin, type VolumePin } from "../zerofs/mod.ts";
 import { internal } from "./errors.ts";
 import { parseVolumeId } from "./validate.ts";
 
@@ -43,6 +44,13 @@ export interface VolumeEntry {
    * resolves the volume's object-store location from these.
    */
   parameters: Record<string, string>;
+  /**
+   * Where the volume lives and which Secrets unlock it (`zerofs/volume_pin.ts`),
+   * fixed at CreateVolume; DeleteVolume deletes there whatever the ConfigMap
+   * says now. Absent in records written before pins and in freshly adopted
+   * ones: the controller pins those the first time it sees them.
+   */
+  pin?: VolumePin;
   createdAt: string;
   /**
    * Nodes the volume is published to: ControllerPublishVolume adds the node,
@@ -145,12 +153,14 @@ export function parseRecord(text: string, path: string): VolumeEntry {
   if (!ok || !okNodes || !okRetained || !okName || !okPubs) {
     throw internal(`volume record ${path} is missing fields; inspect or remove it`);
   }
+  const pin = raw.pin === undefined ? undefined : recordPin(raw.pin, path);
   return {
     name: raw.name as string,
     ...(raw.requestName !== undefined ? { requestName: raw.requestName as string } : {}),
     capacityBytes: raw.capacityBytes as number,
     volumeContext: raw.volumeContext as Record<string, string>,
     parameters: raw.parameters as Record<string, string>,
+    ...(pin !== undefined ? { pin } : {}),
     createdAt: raw.createdAt as string,
     ...(nodes !== undefined ? { publishedNodes: nodes as string[] } : {}),
     ...(pubs !== undefined ? { publications: pubs as Record<string, Publication> } : {}),
@@ -161,6 +171,17 @@ export function parseRecord(text: string, path: string): VolumeEntry {
 /** The stored form of an entry (pretty JSON with `schema`). */
 export function serializeRecord(entry: VolumeEntry): string {
   return JSON.stringify({ schema: VOLUME_RECORD_SCHEMA, ...entry }, null, 2) + "\n";
+}
+
+function recordPin(value: unknown, path: string): VolumePin {
+  if (!isStringMap(value)) {
+    throw internal(`volume record ${path} has a malformed pin; inspect or remove it`);
+  }
+  try {
+    return parsePin(value, `volume record ${path}: pin`);
+  } catch (e) {
+    throw internal(`${(e as Error).message}; inspect or remove the record`);
+  }
 }
 
 function isPublication(v: unknown): v is Publication {

@@ -20,6 +20,20 @@ export {
 export { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
 export * from "./settings.ts";
 export * from "./secrets.ts";
+export {
+  applyPin,
+  describeDisagreement,
+  parsePin,
+  PIN_CONTEXT_PREFIX,
+  pinContextKey,
+  type PinDisagreement,
+  pinFromContext,
+  pinFromSettings,
+  PINNED_KEYS,
+  type PinnedKey,
+  pinToContext,
+  type VolumePin,
+} from "./volume_pin.ts";
 export { type RenderConfigOptions, renderConfigToml } from "./config_toml.ts";
 export {
   compareZeroFsVersions,

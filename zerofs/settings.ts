@@ -166,12 +166,11 @@ function echo(raw: string): string {
   return JSON.stringify(short);
 }
 
+/** What every invalid-value message ends with: where to fix it. */
+export const SETTINGS_FIX_HINT = "fix the StorageClass parameters or the ConfigMap";
+
 function invalid(where: string, raw: string, expected: string): SettingsError {
-  return new SettingsError(
-    `invalid ${where} = ${
-      echo(raw)
-    }: ${expected}; fix the StorageClass parameters or the ConfigMap`,
-  );
+  return new SettingsError(`invalid ${where} = ${echo(raw)}: ${expected}; ${SETTINGS_FIX_HINT}`);
 }
 
 /**
@@ -347,7 +346,17 @@ function rejectLegacy(key: string, raw: string, where: string): void {
   }
 }
 
-function parseSettingValue(key: string, raw: string, where: string): unknown {
+/**
+ * Parse one settings key's raw string into its typed value (the same rules
+ * the ConfigMap and StorageClass parameters follow). Throws
+ * {@linkcode SettingsError} naming `where` on a malformed value.
+ *
+ * @example
+ * ```ts
+ * parseSettingValue("awsAllowHTTP", "yes", `ConfigMap key "awsAllowHTTP"`); // → true
+ * ```
+ */
+export function parseSettingValue(key: string, raw: string, where: string): unknown {
   switch (key) {
     case "storageURL":
       return parseStorageUrl(raw, where);

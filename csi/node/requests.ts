@@ -5,6 +5,7 @@
  */
 
 import type { FsType } from "../../blockdev/mod.ts";
+import { pinFromContext, type VolumePin } from "../../zerofs/mod.ts";
 import { invalidArgument } from "../errors.ts";
 import {
   parseAbsolutePath,
@@ -33,6 +34,12 @@ export interface StageInput {
   readOnly: boolean;
   capacityBytes: number;
   volumeContext: Record<string, string>;
+  /**
+   * Where the volume lives, as the controller pinned it (`zerofs.csi/*`
+   * keys): from the volume context, else from the publish context (volumes
+   * pinned after creation); null when neither carries a pin.
+   */
+  pin: VolumePin | null;
   secrets: Record<string, string>;
 }
 
@@ -64,8 +71,19 @@ export function parseStageRequest(
         : capacityOf(publishContext, "publish_context"),
     ),
     volumeContext,
+    pin: stagePin(volumeContext, publishContext),
     secrets: req.secrets ?? {},
   };
+}
+
+/** The volume context's pin over the publish context's, key by key; each validated like a setting. */
+function stagePin(
+  volumeContext: Record<string, string>,
+  publishContext: Record<string, string>,
+): VolumePin | null {
+  const fromVolume = pinFromContext(volumeContext, "volume_context");
+  const fromPublish = pinFromContext(publishContext, "publish_context");
+  return fromVolume || fromPublish ? { ...fromPublish, ...fromVolume } : null;
 }
 
 /** Validate the fields shared by NodePublishVolume and NodeUnpublishVolume. */

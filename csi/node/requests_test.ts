@@ -23,3 +23,36 @@ Deno.test("parseStageRequest reads the original driver's volume context", () => 
   assert.equal(stage({ capacityBytes: "8192", capacity_bytes: "4096" }).capacityBytes, 8192);
   assert.equal(stage({ capacity_bytes: "0" }).capacityBytes, DEFAULT_CAPACITY_BYTES);
 });
+
+Deno.test("parseStageRequest: the pin comes from the volume context over the publish context", () => {
+  const withPublish = (
+    volume_context: Record<string, string>,
+    publish_context: Record<string, string>,
+  ) =>
+    parseStageRequest({
+      volume_id: "pvc-1",
+      staging_target_path: "/var/lib/kubelet/staging/pvc-1",
+      volume_capability: { mount: { fs_type: "" }, access_mode: { mode: "SINGLE_NODE_WRITER" } },
+      volume_context,
+      publish_context,
+    }, ["ext4"]);
+  assert.equal(stage({ fsType: "ext4" }).pin, null, "an unpinned volume");
+  assert.deepEqual(
+    withPublish(
+      { "zerofs.csi/storageURL": "s3://b/a" },
+      { "zerofs.csi/storageURL": "s3://b/z", "zerofs.csi/awsEndpoint": "http://m:9000" },
+    ).pin,
+    { storageURL: "s3://b/a", awsEndpoint: "http://m:9000" },
+  );
+  assert.deepEqual(withPublish({}, { "zerofs.csi/storageURL": "s3://b/z" }).pin, {
+    storageURL: "s3://b/z",
+  });
+  assert.throws(
+    () => stage({ "zerofs.csi/awsDefaultRegion": "no spaces allowed" }),
+    /volume_context key "zerofs\.csi\/awsDefaultRegion"/,
+  );
+  assert.throws(
+    () => withPublish({}, { "zerofs.csi/bucket": "b" }),
+    /unknown publish_context key "zerofs\.csi\/bucket"/,
+  );
+});

@@ -4,6 +4,8 @@
  * Steps, each idempotent and each undone on failure (newest first):
  *   1. record the staging intent (state.json, phase "staging")   undo: forget state
  *   2. ZeroFS running with this config and ready                  undo: stop ZeroFS
+ *      (settings resolved, then the volume's pin applied: a ConfigMap edited
+ *      since CreateVolume never moves the volume, it only raises a warning)
  *   3. 9P: the record, and the device file at least the capacity
  *      (the larger of the volume context's and the publish context's)
  *   4. attach the NBD export (device recorded before connecting)  undo: detach

@@ -6,17 +6,25 @@
 
 import { createHash } from "node:crypto";
 import {
+  applyPin,
+  describeDisagreement,
   formatZeroFsVersion,
   type InstanceSpec,
   renderConfigToml,
   type VolumePaths,
+  type VolumePin,
+  type VolumeSettings,
   zerofsFeatures,
   type ZeroFsVersion,
 } from "../../zerofs/mod.ts";
 import { failedPrecondition } from "../errors.ts";
 import type { NodeContext } from "./context.ts";
 
-/** Build the runner's spec for a volume: config text, its hash and the secret env. */
+/**
+ * Build the runner's spec for a volume: config text, its hash and the secret
+ * env. The settings are resolved as always, then the volume's pin (where it
+ * lives, which Secrets) replaces what they say for the pinned keys.
+ */
 export async function instanceSpecFor(
   ctx: NodeContext,
   opts: {
@@ -24,10 +32,13 @@ export async function instanceSpecFor(
     paths: VolumePaths;
     readOnly: boolean;
     volumeContext: Record<string, string>;
+    pin: VolumePin | null;
     secrets: Record<string, string>;
   },
 ): Promise<InstanceSpec> {
-  const { settings, secrets } = await ctx.settings.resolve(opts.volumeContext, opts.secrets);
+  const resolved = await ctx.settings.resolve(opts.volumeContext, opts.secrets);
+  const settings = await settingsAtPin(ctx, opts, resolved.settings);
+  const secrets = resolved.secrets;
   const version = await ctx.runner.version(settings);
   if (opts.readOnly) requireReaderSupport(opts.volumeId, version);
   const view = ctx.runner.view({ paths: opts.paths, settings, secrets });
@@ -58,6 +69,42 @@ export async function instanceSpecFor(
     zerofsVersion: version,
   };
 }
+
+/**
+ * `settings` with the volume's pin applied. Where the settings now say
+ * something else (a ConfigMap edited after the volume was created), the pin
+ * wins: each such key is logged and the PVC gets one Warning event. Values
+ * named are never secret values (URLs with credentials are refused; Secrets
+ * appear by name only).
+ */
+export async function settingsAtPin(
+  ctx: Pick<NodeContext, "log" | "events">,
+  opts: { volumeId: string; volumeContext: Record<string, string>; pin: VolumePin | null },
+  settings: VolumeSettings,
+): Promise<VolumeSettings> {
+  if (!opts.pin) return settings;
+  const pinned = applyPin(settings, opts.pin);
+  if (pinned.disagreements.length === 0) return pinned.settings;
+  const lines = pinned.disagreements.map(describeDisagreement);
+  for (const [i, d] of pinned.disagreements.entries()) {
+    ctx.log.log("warn", "the settings disagree with the volume's pin", {
+      volume_id: opts.volumeId,
+      setting: d.key,
+      detail: lines[i],
+    });
+  }
+  await ctx.events.warn({
+    volumeId: opts.volumeId,
+    volumeContext: opts.volumeContext,
+    reason: PIN_DISAGREEMENT_REASON,
+    message: `the volume's settings changed after it was created: ${lines.join("; ")}. ` +
+      `The volume stays where it was created; to silence this, restore the old values`,
+  });
+  return pinned.settings;
+}
+
+/** The Event reason when the settings disagree with a volume's pin. */
+export const PIN_DISAGREEMENT_REASON = "PinnedSettingsDiffer";
 
 /**
  * Read-only access runs ZeroFS as a reader (`run --read-only`, from 0.17.0):

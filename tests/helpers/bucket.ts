@@ -5,32 +5,18 @@
  * @module
  */
 
-import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import type { LocalS3 } from "../fixtures/s3.ts";
+import { listKeys, rawClient } from "./controller_s3.ts";
 
-/** Every key under `prefix` in `bucket` (all pages). */
+/** Every key under `prefix` in `bucket`, with a client of its own. */
 export async function listBucketKeys(
   s3: LocalS3,
   bucket: string,
   prefix = "",
 ): Promise<string[]> {
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
+  const client = rawClient(s3);
   try {
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await client.send(
-        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-      );
-      keys.push(...(page.Contents ?? []).map((o) => o.Key!));
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    return keys;
+    return await listKeys(client, prefix, bucket);
   } finally {
     client.destroy();
   }

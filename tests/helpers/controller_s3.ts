@@ -88,13 +88,17 @@ export async function putObjects(client: S3Client, keys: string[]): Promise<void
   await Promise.all(Array.from({ length: 32 }, worker));
 }
 
-/** Every key under `prefix`. */
-export async function listKeys(client: S3Client, prefix: string): Promise<string[]> {
+/** Every key under `prefix` in `bucket` (default {@linkcode BUCKET}), all pages. */
+export async function listKeys(
+  client: S3Client,
+  prefix: string,
+  bucket = BUCKET,
+): Promise<string[]> {
   const keys: string[] = [];
   let token: string | undefined;
   do {
     const page = await client.send(
-      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }),
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
     );
     keys.push(...(page.Contents ?? []).map((o) => o.Key!));
     token = page.IsTruncated ? page.NextContinuationToken : undefined;

@@ -31,6 +31,8 @@ export interface NodeEnvironment {
   kubeletDir: string;
   /** The ZeroFS binary the node runs. */
   zerofsBin: string;
+  /** The settings file both services read at start (`<dir>/settings.toml`). */
+  settingsFile: string;
   /**
    * Start a second node agent on the same S3 settings, with its own node ID
    * (`name`), socket and state directory — another node, for tests of what
@@ -39,6 +41,8 @@ export interface NodeEnvironment {
   startOtherNode(name: string): Promise<{ driver: RunningDriver; stateDir: string }>;
   /** Start the node agent again (after `node.stop()` or a kill). */
   restartNode(): Promise<RunningDriver>;
+  /** Start the controller again (after `controller.stop()`), on the same state and records. */
+  restartController(): Promise<RunningDriver>;
   /** Stop both services and remove the directory (after the test unstaged everything). */
   stop(): Promise<void>;
 }
@@ -52,6 +56,8 @@ export interface NodeEnvironmentOptions {
   dir?: string;
   extraNodeArgs?: string[];
   env?: Record<string, string>;
+  /** Lines appended to the settings file, e.g. `[configMaps.<name>]` tables. */
+  extraSettings?: string[];
 }
 
 /** Where the environment's volumes live on its S3 server (bucket `zerofs-test`). */
@@ -85,6 +91,8 @@ export async function startNodeEnvironment(
       `cacheDiskSizeGB = 1`,
       `cacheDir = "${join(dir, "cache")}"`,
       ``,
+      ...(opts.extraSettings ?? []),
+      ``,
     ].join("\n"),
   );
   let zerofsBin: string;
@@ -103,24 +111,26 @@ export async function startNodeEnvironment(
     HOME: Deno.env.get("HOME") ?? "/root",
     ...opts.env,
   };
-  const controller = await startDriver({
-    mode: "controller",
-    args: [
-      "--endpoint",
-      `unix://${dir}/controller.sock`,
-      "--state-dir",
-      join(dir, "controller"),
-      "--config-source",
-      "file",
-      "--settings-file",
-      settingsFile,
-      "--volume-records",
-      "local",
-      "--node-registry",
-      join(dir, "nodes"),
-    ],
-    env,
-  }).catch(async (e) => {
+  const startController = () =>
+    startDriver({
+      mode: "controller",
+      args: [
+        "--endpoint",
+        `unix://${dir}/controller.sock`,
+        "--state-dir",
+        join(dir, "controller"),
+        "--config-source",
+        "file",
+        "--settings-file",
+        settingsFile,
+        "--volume-records",
+        "local",
+        "--node-registry",
+        join(dir, "nodes"),
+      ],
+      env,
+    });
+  const controller = await startController().catch(async (e) => {
     await s3.stop();
     throw e;
   });
@@ -148,6 +158,7 @@ export async function startNodeEnvironment(
     controller,
     s3,
     zerofsBin,
+    settingsFile,
     node: await startNode().catch(async (e) => {
       await controller.stop().catch(() => {});
       await s3.stop();
@@ -157,6 +168,10 @@ export async function startNodeEnvironment(
       environment.node = await startNode();
       return environment.node;
     },
+    async restartController() {
+      environment.controller = await startController();
+      return environment.controller;
+    },
     startOtherNode(name: string) {
       const other = join(dir, `${name}-state`);
       return startDriver({ mode: "node", args: nodeArgs({ name, stateDir: other }), env })
@@ -164,7 +179,7 @@ export async function startNodeEnvironment(
     },
     async stop() {
       await environment.node.stop().catch(() => {});
-      await controller.stop().catch(() => {});
+      await environment.controller.stop().catch(() => {});
       await s3.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },

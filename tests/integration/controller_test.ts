@@ -122,6 +122,13 @@ Deno.test("controller: happy path of every RPC, idempotency, UNIMPLEMENTED", asy
       filesystem: "xfs",
       capacityBytes: "8192",
       fsType: "xfs",
+      // Where the volume lives, pinned at creation (zerofs/volume_pin.ts).
+      "zerofs.csi/storageURL": "memory://",
+      "zerofs.csi/awsEndpoint": "",
+      "zerofs.csi/awsDefaultRegion": "",
+      "zerofs.csi/awsAllowHTTP": "false",
+      "zerofs.csi/awsCredentialsSecretName": "",
+      "zerofs.csi/encryptionPasswordSecretName": "",
     });
     assert.deepEqual(await c.CreateVolume(req), created);
     await expectCode(

@@ -136,8 +136,20 @@ Deno.test("DeleteVolume against MinIO", async (t) => {
         });
       await expectCode(publish("pvc-nothing-here"), status.NOT_FOUND);
       await putObjects(client, volumeKeys("base/pvc-old/", 3));
-      assert.deepEqual(await publish("pvc-old"), { publish_context: { readonly: "false" } });
+      // Its PV carries no pin: the publish context brings the one made at adoption.
+      assert.deepEqual(await publish("pvc-old"), {
+        publish_context: {
+          readonly: "false",
+          "zerofs.csi/storageURL": `s3://${BUCKET}/base`,
+          "zerofs.csi/awsEndpoint": s3.endpoint,
+          "zerofs.csi/awsDefaultRegion": "",
+          "zerofs.csi/awsAllowHTTP": "true",
+          "zerofs.csi/awsCredentialsSecretName": "",
+          "zerofs.csi/encryptionPasswordSecretName": "",
+        },
+      });
       await a.waitForOutput(/adopted a volume without a record.*pvc-old/);
+      await a.waitForOutput(/volume pinned to its location.*pvc-old/);
       await expectCode(c.DeleteVolume({ volume_id: "pvc-old" }), status.FAILED_PRECONDITION);
       assert.equal((await listKeys(client, "base/pvc-old/")).length, 3);
       await c.ControllerUnpublishVolume({ volume_id: "pvc-old", node_id: "node-old" });

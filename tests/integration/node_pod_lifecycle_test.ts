@@ -90,10 +90,16 @@ async function withPodEnv(fn: (env: PodEnv) => Promise<void>): Promise<void> {
   const stateDir = join(dir, "state");
   const kubeletDir = join(dir, "kubelet");
   await Deno.mkdir(kubeletDir, { recursive: true });
+  // The controller sees the same ConfigMap as the node (as through the API in a
+  // cluster): it pins the volume's location and Secret names from it.
   const controllerSettings = join(dir, "controller.toml");
   await Deno.writeTextFile(
     controllerSettings,
-    `[configMaps.zerofs-default]\nstorageURL = "${storageURL}"\n`,
+    [
+      `[configMaps.zerofs-default]`,
+      ...Object.entries(settings).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
+      ``,
+    ].join("\n"),
   );
   const env = {
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",

@@ -12,11 +12,11 @@ import { createServer } from "node:net";
 import {
   GetObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from "@aws-sdk/client-s3";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
+import { listKeys, putObjects, rawClient, volumeKeys } from "../helpers/controller_s3.ts";
 import {
   deleteVolumeData,
   ObjectStoreError,
@@ -27,44 +27,6 @@ import type { SecretValues } from "../../zerofs/secrets.ts";
 import { SettingsError } from "../../zerofs/types.ts";
 
 const BUCKET = "volumes";
-const PUT_CONCURRENCY = 32;
-
-function rawClient(s3: LocalS3): S3Client {
-  return new S3Client({
-    endpoint: s3.endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
-}
-
-async function putObjects(client: S3Client, keys: string[]): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < keys.length) {
-      const key = keys[next++];
-      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: key }));
-    }
-  };
-  await Promise.all(Array.from({ length: PUT_CONCURRENCY }, worker));
-}
-
-async function listKeys(client: S3Client, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }),
-    );
-    keys.push(...(page.Contents ?? []).map((o) => o.Key!));
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys;
-}
-
-function volumeKeys(prefix: string, count: number): string[] {
-  return Array.from({ length: count }, (_, i) => `${prefix}wal/${String(i).padStart(6, "0")}.sst`);
-}
 
 function settingsFor(s3: LocalS3, storageURL = `s3://${BUCKET}/base`): VolumeSettings {
   return resolveSettings({

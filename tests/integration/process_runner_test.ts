@@ -9,9 +9,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { renderConfigToml, resolveSettings, volumePaths } from "../../zerofs/mod.ts";
+import { resolveSettings, volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { realZeroFsBin } from "../fixtures/zerofs.ts";
+import { realZeroFsSpec } from "../helpers/volume_fs.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { ProcessRunner } from "../../zerofs/process_runner.ts";
 import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/types.ts";
@@ -75,48 +76,23 @@ async function readDirTexts(dir: string): Promise<string> {
   return all;
 }
 
-/** A spec for the real ZeroFS: its config rendered by the driver, on `s3`'s bucket `runner`. */
+/** A spec for the real ZeroFS on `s3`'s bucket `runner`. */
 async function realSpec(
   root: string,
   runner: ProcessRunner,
   o: { s3: LocalS3; diskSizeGb: number },
 ): Promise<InstanceSpec> {
-  const settings = resolveSettings({
-    parameters: {
-      storageURL: "s3://runner/v",
-      awsEndpoint: o.s3.endpoint,
-      awsAllowHTTP: "true",
-      cacheDiskSizeGB: String(o.diskSizeGb),
-      cacheDir: join(root, "cache"),
-    },
-  });
-  const secretEnv = {
-    ZEROFS_ENCRYPTION_PASSWORD: SECRET,
-    AWS_ACCESS_KEY_ID: o.s3.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: o.s3.secretAccessKey,
-  };
   const paths = volumePaths(root, "pvc-runner");
   await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  const version = await runner.version();
-  const configToml = renderConfigToml(settings, {
-    ...runner.view({ paths, settings, secrets: {} }),
+  return await realZeroFsSpec(runner, {
     volumeId: "pvc-runner",
-    version,
-    secretEnvNames: Object.keys(secretEnv),
+    paths,
+    storageURL: "s3://runner/v",
+    s3: o.s3,
+    password: SECRET,
+    cacheDir: join(root, "cache"),
+    cacheDiskSizeGB: o.diskSizeGb,
   });
-  return {
-    volumeId: "pvc-runner",
-    stateDir: paths.dir,
-    configToml,
-    configHash: createHash("sha256").update(configToml).digest("hex"),
-    secretEnv,
-    readOnly: false,
-    ninepSocket: paths.ninepSocket,
-    nbdSocket: paths.nbdSocket,
-    exportName: "",
-    settings,
-    zerofsVersion: version,
-  };
 }
 
 Deno.test("ProcessRunner runs the real ZeroFS: ready, idempotent, restart on change, SIGTERM stop", async () => {
