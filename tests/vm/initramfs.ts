@@ -156,11 +156,13 @@ hostname zvm
 ip link set lo up || fail "bring up lo"
 # DENO_DIR on tmpfs with the host's npm cache as the read-only lower layer of
 # an overlay (writes stay in the guest). Deno's sqlite caches start empty:
-# they fail on 9p, and the host may be writing its own while we read.
+# they fail on 9p, and the host may be writing its own while we read. The
+# lower layer is read through /hostroot: a host DENO_DIR under /tmp or /run
+# is hidden under the guest's tmpfs at /newroot.
 deno_npm=/newroot${GUEST_DENO_DIR}/npm
 mkdir -p /newroot/run/zvm/npm-upper /newroot/run/zvm/npm-work $deno_npm || fail "mkdir DENO_DIR"
 mount -t overlay overlay \\
-  -o lowerdir=/newroot$host_deno_dir/npm,upperdir=/newroot/run/zvm/npm-upper,workdir=/newroot/run/zvm/npm-work \\
+  -o lowerdir=/hostroot$host_deno_dir/npm,upperdir=/newroot/run/zvm/npm-upper,workdir=/newroot/run/zvm/npm-work \\
   $deno_npm || fail "mount the host's npm cache as an overlay on DENO_DIR"
 exec switch_root /newroot /bin/bash "$run_dir/${STAGE2_FILE}"
 `;
