@@ -45,6 +45,9 @@ export async function main(args: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     console.error(`zerofs-csi ${verb}: ${e instanceof Error ? e.message : String(e)}`);
+    // A person at the node (attach) sees ZeroFS's last log lines; CSI replies never carry them.
+    const logTail = (e as { logTail?: unknown } | null)?.logTail;
+    if (typeof logTail === "string" && logTail) console.error(`last ZeroFS log lines:\n${logTail}`);
     return EXIT_FAILURE;
   }
 }

@@ -120,20 +120,26 @@ export const runTool: Runner = async (tool, args, opts = {}) => {
 };
 
 /**
- * Closes every descriptor but stdio, then execs the tool. Deno creates some
+ * Sets umask 077 (the unix sockets, logs and caches a helper creates are its
+ * owner's alone: ZeroFS's 9P and NBD protocols have no authentication), closes
+ * every descriptor but stdio, then execs the tool. Deno creates some
  * descriptors without close-on-exec (the gRPC listening socket among them);
  * a long-lived child that inherited the CSI socket would keep it "alive" after
  * an agent crash, and one that inherited the node lock file would hold the
  * lock. A fixed script: the tool and its arguments arrive as "$@", never
  * interpolated. (bash, not dash: dash cannot name descriptors above 9.)
  */
-const CLOSE_INHERITED_FDS =
+const LAUNCHER = "umask 077; " +
   'for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec "$@"';
 
 /** Options for a long-lived helper process (ZeroFS, nbdfuse). */
 export interface DetachedOptions {
   /** File that receives the child's stdout and stderr (appended). */
   logPath: string;
+  /**
+   * The child's whole environment (nothing of the agent's is added); default:
+   * the agent's environment. ZeroFS gets a minimal one with its secrets.
+   */
   env?: Record<string, string>;
 }
 
@@ -153,14 +159,14 @@ export async function spawnDetached(
   try {
     const child = spawn("/bin/bash", [
       "-c",
-      CLOSE_INHERITED_FDS,
+      LAUNCHER,
       "zerofs-csi-launch",
       tool,
       ...args,
     ], {
       detached: true,
       stdio: ["ignore", fd, fd],
-      env: opts.env ? { ...Deno.env.toObject(), ...opts.env } : undefined,
+      env: opts.env ? { ...opts.env } : undefined,
     });
     await new Promise<void>((resolve, reject) => {
       child.once("spawn", resolve);

@@ -52,3 +52,29 @@ Deno.test("spawnDetached hands the child no descriptor but stdio (not the CSI so
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("spawnDetached: umask 077, and `env` is the child's whole environment", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/run" });
+  Deno.env.set("ZEROFS_CSI_TEST_MARKER", "agent-only");
+  const pid = await spawnDetached("sleep", ["30"], {
+    logPath: `${dir}/log`,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ONLY_THIS: "1" },
+  });
+  try {
+    for (let i = 0; i < 100; i++) {
+      if ((await Deno.readTextFile(`/proc/${pid}/cmdline`)).startsWith("sleep\0")) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    assert.match(status, /^Umask:\s+0077$/m);
+    const environ = (await Deno.readTextFile(`/proc/${pid}/environ`)).split("\0").filter(Boolean);
+    const names = environ.map((kv) => kv.slice(0, kv.indexOf("="))).sort();
+    assert.ok(!names.includes("ZEROFS_CSI_TEST_MARKER"), names.join());
+    assert.ok(names.includes("ONLY_THIS") && names.includes("PATH"), names.join());
+    assert.equal((await Deno.stat(`${dir}/log`)).mode! & 0o777, 0o600);
+  } finally {
+    Deno.env.delete("ZEROFS_CSI_TEST_MARKER");
+    Deno.kill(pid, "SIGKILL");
+    await Deno.remove(dir, { recursive: true });
+  }
+});

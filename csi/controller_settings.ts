@@ -10,6 +10,7 @@
  * @module
  */
 
+import { rememberSecretValues } from "./redact.ts";
 import {
   applyPin,
   AWS_CREDENTIALS_SECRET_KEYS,
@@ -234,6 +235,7 @@ export class ControllerSettings {
     for (const k of Object.keys(values) as (keyof SecretValues)[]) {
       if (!values[k]) delete values[k];
     }
+    rememberSecretValues(Object.values(values));
     checkSecretValues(values);
     return values;
   }

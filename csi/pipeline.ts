@@ -10,7 +10,8 @@ import type * as grpc from "@grpc/grpc-js";
 import { Code, codeName, CsiError, toCsiError } from "./errors.ts";
 import type { VolumeLocks } from "./locks.ts";
 import type { Logger } from "./log.ts";
-import { redact, scrubValues, secretValuesOf } from "./redact.ts";
+import { knownSecretValues, redact, scrubValues, secretValuesOf } from "./redact.ts";
+import { ZeroFsNotReadyError } from "../zerofs/mod.ts";
 
 /** A CSI request as proto-loader decodes it (snake_case fields). */
 // deno-lint-ignore no-explicit-any
@@ -76,13 +77,18 @@ export async function runCall(
     return res;
   } catch (e) {
     const err = toCsiError(e);
-    const safe = new CsiError(err.code, scrubValues(err.message, secretValuesOf(call.req)));
+    const secrets = [...secretValuesOf(call.req), ...knownSecretValues()];
+    const safe = new CsiError(err.code, scrubValues(err.message, secrets));
     logCall(ctx.log, {
       method: call.method,
       volumeId,
       started,
       code: safe.code,
       error: safe.message,
+      // ZeroFS's own words stay on the node: never in the reply (kubelet makes Events of it).
+      ...(e instanceof ZeroFsNotReadyError && e.logTail
+        ? { zerofsLogTail: scrubValues(e.logTail, secrets) }
+        : {}),
     });
     ctx.observe?.({ method: call.method, code: safe.code, seconds: elapsedSeconds(started) });
     throw safe;
@@ -97,7 +103,14 @@ function elapsedSeconds(started: number): number {
 
 function logCall(
   log: Logger,
-  o: { method: string; volumeId?: string; started: number; code: Code; error?: string },
+  o: {
+    method: string;
+    volumeId?: string;
+    started: number;
+    code: Code;
+    error?: string;
+    zerofsLogTail?: string;
+  },
 ): void {
   const level = o.code === Code.OK ? "info" : o.code === Code.INTERNAL ? "error" : "warn";
   log.log(level, "rpc", {
@@ -106,6 +119,7 @@ function logCall(
     duration_ms: Math.round((performance.now() - o.started) * 1000) / 1000,
     grpc_code: codeName(o.code),
     ...(o.error !== undefined ? { error: o.error } : {}),
+    ...(o.zerofsLogTail !== undefined ? { zerofs_log_tail: o.zerofsLogTail } : {}),
   });
 }
 

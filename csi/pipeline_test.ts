@@ -6,7 +6,7 @@ import { Code, CsiError, invalidArgument } from "./errors.ts";
 import { VolumeLocks } from "./locks.ts";
 import { createLogger } from "./log.ts";
 import { type CsiRequest, runCall } from "./pipeline.ts";
-import { REDACTED } from "./redact.ts";
+import { REDACTED, rememberSecretValues } from "./redact.ts";
 
 function capture(level: "debug" | "info" = "info") {
   const lines: string[] = [];
@@ -152,4 +152,31 @@ Deno.test("pipeline: info level does not log requests", async () => {
   assert.equal(lines.length, 1);
   assert.equal(JSON.parse(lines[0]).grpc_code, "OK");
   assert.equal(JSON.parse(lines[0]).volume_id, undefined);
+});
+
+Deno.test("pipeline: known secret values are scrubbed; a ZeroFS log tail stays in the node's log", async () => {
+  const { ctx, lines } = capture();
+  // Known from the agent's environment / settings, not carried by this request.
+  const password = "agent-env-password-91f3";
+  const awsKey = "AKIAAGENTENVKEY7";
+  rememberSecretValues([password, awsKey]);
+  const err = await runCall(ctx, {
+    method: "NodeStageVolume",
+    req: { volume_id: "pvc-s", secrets: {} },
+    handler: () => {
+      throw new ZeroFsNotReadyError(
+        `Volume "pvc-s": ZeroFS exited while starting (key ${awsKey})`,
+        `✗ Error: wrong password ${password}\nsecond line`,
+      );
+    },
+  }).then(() => null, (e) => e);
+  assert.ok(err instanceof CsiError);
+  assert.equal(err.code, Code.DEADLINE_EXCEEDED);
+  assert.ok(!err.message.includes(awsKey), err.message);
+  assert.ok(!err.message.includes("wrong password"), "no log tail in the reply: " + err.message);
+  assert.match(err.message, /node agent's log/);
+  const logged = lines.join("\n");
+  assert.ok(!logged.includes(password) && !logged.includes(awsKey), logged);
+  const line = lines.map((l) => JSON.parse(l)).find((l) => l.grpc_code === "DEADLINE_EXCEEDED");
+  assert.equal(line.zerofs_log_tail, `✗ Error: wrong password ${REDACTED}\nsecond line`);
 });

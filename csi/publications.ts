@@ -45,7 +45,8 @@ export function publicationConflict(
     differences.push(`fs type "${recorded.fsType ?? ""}"`);
   }
   if (recorded.mountFlags.join(",") !== wanted.mountFlags.join(",")) {
-    differences.push(`mount flags [${recorded.mountFlags.join(", ")}]`);
+    // Never listed: the CSI spec says mount flags may carry sensitive values.
+    differences.push("different mount flags (not shown: they may be sensitive)");
   }
   return differences.length > 0 ? differences.join(", ") : null;
 }

@@ -37,6 +37,24 @@ function redactMap(v: unknown): unknown {
   return Object.fromEntries(Object.keys(v).map((k) => [k, REDACTED]));
 }
 
+/** Every secret value this process has been handed (env, settings, Secrets), for scrubbing. */
+const knownSecrets = new Set<string>();
+
+/**
+ * Remember secret values wherever the driver learns them (the agent's
+ * environment, resolved settings, Kubernetes Secrets, CSI `secrets`), so that
+ * {@linkcode knownSecretValues} can scrub them from any error or log line,
+ * whichever request or code path the text came from.
+ */
+export function rememberSecretValues(values: Iterable<string | undefined>): void {
+  for (const v of values) if (v !== undefined && v.length >= 3) knownSecrets.add(v);
+}
+
+/** The secret values remembered so far (longest first, so a value inside another goes last). */
+export function knownSecretValues(): string[] {
+  return [...knownSecrets].sort((a, b) => b.length - a.length);
+}
+
 /** Remove every occurrence of the given secret values from `text`. */
 export function scrubValues(text: string, secrets: Iterable<string>): string {
   let out = text;

@@ -16,7 +16,7 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   const tmp = join(dir, `.${crypto.randomUUID()}.tmp`);
   const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
   try {
-    await file.write(new TextEncoder().encode(text));
+    await writeAll(file, new TextEncoder().encode(text));
     await file.sync();
   } finally {
     file.close();
@@ -32,6 +32,28 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
     await dirHandle.sync();
   } finally {
     dirHandle.close();
+  }
+}
+
+/** Something bytes can be written to, a part at a time (`Deno.FsFile`). */
+export interface PartialWriter {
+  /** Writes some of `bytes` and resolves with how many: possibly fewer than given. */
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/**
+ * Write every byte of `bytes`: a single `write` may write fewer than asked,
+ * so loop until all are written. A write of zero bytes is an error, not a
+ * reason to spin.
+ */
+export async function writeAll(file: PartialWriter, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const n = await file.write(bytes.subarray(written));
+    if (n <= 0) {
+      throw new Error(`write made no progress after ${written} of ${bytes.length} bytes`);
+    }
+    written += n;
   }
 }
 

@@ -418,7 +418,7 @@ export class PodRunner implements ZeroFsRunner {
   #notReady(spec: InstanceSpec, what: string, pod: V1Pod | undefined): ZeroFsNotReadyError {
     const name = zerofsPodName(spec.volumeId, this.#nodeName);
     const tail = terminationMessage(pod);
-    const hint = tail ? "" : ` (its log: kubectl logs -n ${this.#namespace} ${name})`;
+    const hint = ` (its log: kubectl logs -n ${this.#namespace} ${name})`;
     return new ZeroFsNotReadyError(
       `Volume "${spec.volumeId}": ZeroFS pod ${this.#namespace}/${name} not ready: ${what}${hint}`,
       tail,

@@ -212,7 +212,10 @@ export class ProcessRunner implements ZeroFsRunner {
     await removeSockets(spec);
     await rotateLog(files.log);
     const args = ["run", "-c", files.config, ...(spec.readOnly ? ["--read-only"] : [])];
-    const pid = await spawnDetached(this.#bin, args, { logPath: files.log, env: spec.secretEnv });
+    const pid = await spawnDetached(this.#bin, args, {
+      logPath: files.log,
+      env: zerofsEnvironment(spec.secretEnv),
+    });
     const startTicks = await readStartTicksOfNew(pid);
     const record: RunnerRecord = {
       schema: RECORD_SCHEMA,
@@ -270,6 +273,49 @@ export class ProcessRunner implements ZeroFsRunner {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     });
   }
+}
+
+/**
+ * Variables of the agent's environment ZeroFS may see: how to find programs,
+ * its logging, TLS trust and proxies, and its own `ZEROFS_*` namespace.
+ * Nothing else of the agent's environment reaches it.
+ */
+const ZEROFS_PASSED_ENV: readonly string[] = [
+  "PATH",
+  "HOME",
+  "TZ",
+  "RUST_LOG",
+  "RUST_BACKTRACE",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+];
+
+/**
+ * ZeroFS's whole environment: the few variables of {@linkcode ZEROFS_PASSED_ENV}
+ * (and `ZEROFS_*`) the agent has, then the volume's secret variables over them.
+ *
+ * @example
+ * ```ts
+ * zerofsEnvironment({ ZEROFS_ENCRYPTION_PASSWORD: "…" }, { PATH: "/bin", KUBECONFIG: "/k" });
+ * // → { PATH: "/bin", ZEROFS_ENCRYPTION_PASSWORD: "…" }
+ * ```
+ */
+export function zerofsEnvironment(
+  secretEnv: Record<string, string>,
+  agentEnv: Record<string, string> = Deno.env.toObject(),
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(agentEnv)) {
+    if (ZEROFS_PASSED_ENV.includes(name) || name.startsWith("ZEROFS_")) env[name] = value;
+  }
+  env.PATH ??= "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  return { ...env, ...secretEnv };
 }
 
 function runningStatus(volumeId: string, record: RunnerRecord): InstanceStatus {

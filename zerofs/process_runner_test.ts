@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readLogTail } from "./process_runner.ts";
+import { readLogTail, zerofsEnvironment } from "./process_runner.ts";
 
 // The runner itself is tested with real processes in tests/integration/process_runner_test.ts.
 
@@ -17,4 +17,21 @@ Deno.test("readLogTail returns the last lines, and empty for a missing log", asy
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("zerofsEnvironment: a few passed variables and the secrets, nothing else of the agent's", () => {
+  const env = zerofsEnvironment({ ZEROFS_ENCRYPTION_PASSWORD: "from-csi-secrets" }, {
+    PATH: "/usr/bin",
+    HOME: "/root",
+    RUST_LOG: "info",
+    KUBECONFIG: "/etc/kube",
+    SOME_TOKEN: "agent-only",
+    ZEROFS_ENCRYPTION_PASSWORD: "from-agent",
+  });
+  assert.deepEqual(env, {
+    PATH: "/usr/bin",
+    HOME: "/root",
+    RUST_LOG: "info",
+    ZEROFS_ENCRYPTION_PASSWORD: "from-csi-secrets",
+  });
 });

@@ -71,11 +71,21 @@ export interface ZeroFsRunner {
   status(volumeId: string, stateDir: string): Promise<InstanceStatus>;
 }
 
-/** ZeroFS did not become ready in time (→ DEADLINE_EXCEEDED); carries its last log lines. */
+/**
+ * ZeroFS did not become ready in time (→ DEADLINE_EXCEEDED). Carries its last
+ * log lines in `logTail` for the node agent's own log — never in the message:
+ * the message reaches kubelet, which puts it into Events in the tenant's
+ * namespace, and ZeroFS's output is nothing a tenant should read.
+ */
 export class ZeroFsNotReadyError extends Error {
   override readonly name = "ZeroFsNotReadyError";
   constructor(message: string, readonly logTail: string) {
-    super(logTail ? `${message}; last ZeroFS log lines:\n${logTail}` : message);
+    super(
+      logTail
+        ? `${message} (its last log lines are in the node agent's log; ` +
+          `\`zerofs-csi status\` on the node shows the instance)`
+        : message,
+    );
   }
 }
 

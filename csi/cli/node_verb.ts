@@ -12,6 +12,8 @@ import type { Logger } from "../log.ts";
 import type { DriverMetrics } from "../metrics.ts";
 import {
   createNodeContext,
+  DEFAULT_KUBELET_DIR,
+  kubeletDirProblem,
   type NodeContext,
   nodeHandlers,
   type NodeOptions,
@@ -39,6 +41,7 @@ import { printUsage } from "./usage.ts";
 export const NODE_FLAGS: FlagSpec = {
   "node-id": { type: "string" },
   "state-dir": { type: "string", default: DEFAULT_STATE_DIR },
+  "kubelet-dir": { type: "string", default: DEFAULT_KUBELET_DIR },
   "attach-mode": { type: "string", default: "auto" },
   runner: { type: "string", default: "process" },
   "zerofs-bin": { type: "string", default: "zerofs" },
@@ -54,10 +57,14 @@ export function nodeOptions(verb: string, flags: Flags): NodeOptions {
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 1)) {
     throw new UsageError(`--max-volumes must be a positive integer, not "${maxVolumes}"`, verb);
   }
+  const kubeletDir = String(flags["kubelet-dir"]);
+  const problem = kubeletDirProblem(kubeletDir);
+  if (problem) throw new UsageError(problem, verb);
   return {
     endpoint: verb === "node" ? requireFlag(verb, flags, "endpoint") : "",
     nodeId: optionalFlag(flags, "node-id") ?? Deno.hostname(),
     stateDir: String(flags["state-dir"]),
+    kubeletDir,
     attachMode: oneOf(verb, "attach-mode", String(flags["attach-mode"]), [
       "kernel",
       "userspace",

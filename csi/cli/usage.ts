@@ -4,10 +4,13 @@
  * @module
  */
 
+import { DEFAULT_KUBELET_DIR } from "../node/mod.ts";
 import { DEFAULT_STATE_DIR } from "./flags.ts";
 
 const NODE_SHARED =
   `  --state-dir     state root                                  (default ${DEFAULT_STATE_DIR})
+  --kubelet-dir   kubelet root: staging and target paths must (default ${DEFAULT_KUBELET_DIR})
+                  lie below it, with no symlink there
   --attach-mode   kernel|userspace|auto                       (default auto)
   --runner        process|pod                                 (default process)
   --zerofs-bin    ZeroFS binary (process runner)              (default zerofs)
@@ -81,7 +84,8 @@ ${NODE_SHARED}`,
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
 
   --volume-id     the volume (PV name)                        (required)
-  --staging-path  where to mount it (or, with --block, only attach)   (required)
+  --staging-path  where to mount it (or, with --block, only attach); below
+                  --kubelet-dir                               (required)
   --fs-type       ext4|xfs|btrfs                              (default ext4)
   --block         attach only, no filesystem
   --read-only     stage a ZeroFS reader, read-only

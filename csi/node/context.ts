@@ -29,6 +29,11 @@ export interface SettingsProvider {
 export interface NodeContext {
   nodeId: string;
   stateRoot: string;
+  /**
+   * The kubelet's root directory (`--kubelet-dir`): staging and target paths
+   * must lie below it, and no symlink there is followed.
+   */
+  kubeletDir: string;
   allowedFsTypes: readonly string[];
   /** Optional cap below the device count (`--max-volumes`). */
   maxVolumes?: number;

@@ -10,6 +10,7 @@ import type { KubeClient } from "../../zerofs/mod.ts";
 import { Code, toCsiError } from "../errors.ts";
 import { FormatRefusedError } from "./format_once.ts";
 import type { Logger } from "../log.ts";
+import { knownSecretValues, scrubValues, secretValuesOf } from "../redact.ts";
 
 /** Volume-context keys the external-provisioner adds with --extra-create-metadata. */
 export const PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name";
@@ -47,6 +48,16 @@ export function stageFailureReason(e: unknown): string | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * The text of a failure's Event, which tenants read in their namespace: the
+ * error's message (a ZeroFS log tail is never part of it — see
+ * `ZeroFsNotReadyError`) with every secret value the driver knows scrubbed.
+ */
+export function warningMessage(e: unknown, req: Record<string, unknown>): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return scrubValues(text, [...secretValuesOf(req), ...knownSecretValues()]);
 }
 
 /** core/v1 Events on the volume's PVC, reported by this node. */

@@ -19,8 +19,15 @@ import { recoverNodeState } from "./recovery.ts";
 import { KubeSettingsProvider } from "./kube_settings.ts";
 import { FileSettingsProvider } from "./settings_provider.ts";
 import { nodeStageVolume } from "./stage.ts";
+import { parseKubeletPath } from "./host_paths.ts";
 import type { RawRequest } from "./requests.ts";
-import { KubeVolumeEvents, NO_EVENTS, stageFailureReason, type VolumeEvents } from "./events.ts";
+import {
+  KubeVolumeEvents,
+  NO_EVENTS,
+  stageFailureReason,
+  type VolumeEvents,
+  warningMessage,
+} from "./events.ts";
 import { NodeStateStore } from "./state.ts";
 import { nodeGetVolumeStats } from "./stats.ts";
 import { nodeUnstageVolume } from "./unstage.ts";
@@ -30,7 +37,7 @@ export { NodeStateStore, type NodeVolumeState } from "./state.ts";
 export { unstageVolume } from "./unstage.ts";
 export { volumeCondition, type VolumeHealth, volumeHealth } from "./stats.ts";
 export { recoverNodeState } from "./recovery.ts";
-export { nodeStageVolume } from "./stage.ts";
+export { DEFAULT_KUBELET_DIR, kubeletDirProblem } from "./host_paths.ts";
 export { FileSettingsProvider, parseSettingsFile, type SettingsFile } from "./settings_provider.ts";
 
 /** Flags of `zerofs-csi node`. */
@@ -45,6 +52,8 @@ export interface NodeOptions {
   kubeconfig?: string;
   namespace: string;
   maxVolumes?: number;
+  /** The kubelet's root directory; staging and target paths must lie below it. */
+  kubeletDir: string;
 }
 
 /** Node handlers keyed by RPC name. */
@@ -55,7 +64,7 @@ const READY_TIMEOUT_MS = 60_000;
 
 /** Build the node's shared context from its flags. */
 export async function createNodeContext(opts: NodeOptions, log: Logger): Promise<NodeContext> {
-  await Deno.mkdir(opts.stateDir, { recursive: true, mode: 0o700 });
+  await makePrivateStateRoot(opts.stateDir);
   const lock = new NodeLock(join(opts.stateDir, "node.lock"));
   let runner: ZeroFsRunner;
   let settings: SettingsProvider;
@@ -80,6 +89,7 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
   return {
     nodeId: opts.nodeId,
     stateRoot: opts.stateDir,
+    kubeletDir: opts.kubeletDir,
     allowedFsTypes: DEFAULT_FS_TYPES,
     maxVolumes: opts.maxVolumes,
     runner,
@@ -92,6 +102,20 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
   };
 }
 
+/**
+ * The state root and its `v/` directory are the agent's alone (0700), also
+ * when they already exist with wider modes: kubelet's `DirectoryOrCreate`
+ * hostPath makes 0755, and every volume's unauthenticated ZeroFS sockets
+ * live below.
+ */
+async function makePrivateStateRoot(stateDir: string): Promise<void> {
+  await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(stateDir, 0o700);
+  await Deno.chmod(join(stateDir, "v"), 0o700).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+}
+
 /** The Node service's handlers over a context (recovery runs first). */
 export async function createNodeService(
   opts: NodeOptions,
@@ -100,6 +124,19 @@ export async function createNodeService(
   const ctx = await createNodeContext(opts, log);
   await recoverNodeState(ctx);
   return nodeHandlers(ctx);
+}
+
+/**
+ * NodeStageVolume with its staging path confined to the kubelet directory
+ * (no symlink followed there) before the stage steps run; what the
+ * `NodeStageVolume` handler and the `attach` verb call.
+ */
+export async function stageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
+  if (req.staging_target_path) {
+    // A missing path is left to the request parser, which names it.
+    await parseKubeletPath(req.staging_target_path, "staging_target_path", ctx.kubeletDir);
+  }
+  return await nodeStageVolume(ctx, req);
 }
 
 /** Tell the PVC's owner, through an Event, about a stage failure they must act on. */
@@ -113,7 +150,7 @@ async function warnOnFailure<T>(ctx: NodeContext, req: RawRequest, work: Promise
         volumeId: String(req.volume_id ?? ""),
         volumeContext: req.volume_context ?? {},
         reason,
-        message: e instanceof Error ? e.message : String(e),
+        message: warningMessage(e, req),
       });
     }
     throw e;
@@ -123,7 +160,7 @@ async function warnOnFailure<T>(ctx: NodeContext, req: RawRequest, work: Promise
 /** Handlers keyed by RPC name; the request pipeline wraps each. */
 export function nodeHandlers(ctx: NodeContext): NodeServiceHandlers {
   return {
-    NodeStageVolume: (req) => warnOnFailure(ctx, req, nodeStageVolume(ctx, req)),
+    NodeStageVolume: (req) => warnOnFailure(ctx, req, stageVolume(ctx, req)),
     NodeUnstageVolume: (req) => nodeUnstageVolume(ctx, req),
     NodePublishVolume: (req) => nodePublishVolume(ctx, req),
     NodeUnpublishVolume: (req) => nodeUnpublishVolume(ctx, req),

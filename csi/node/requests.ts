@@ -7,6 +7,7 @@
 import type { FsType } from "../../blockdev/mod.ts";
 import { pinFromContext, type VolumePin } from "../../zerofs/mod.ts";
 import { invalidArgument } from "../errors.ts";
+import { parseKubeletPath } from "./host_paths.ts";
 import {
   parseAbsolutePath,
   parseCapability,
@@ -86,11 +87,19 @@ function stagePin(
   return fromVolume || fromPublish ? { ...fromPublish, ...fromVolume } : null;
 }
 
-/** Validate the fields shared by NodePublishVolume and NodeUnpublishVolume. */
-export function parseTargetRequest(req: RawRequest): { volumeId: string; targetPath: string } {
+/**
+ * Validate the fields shared by NodePublishVolume and NodeUnpublishVolume:
+ * the target path must lie below the kubelet directory, with no symlink
+ * among its existing components there.
+ */
+export async function parseTargetRequest(
+  req: RawRequest,
+  kubeletDir: string,
+): Promise<{ volumeId: string; targetPath: string }> {
+  const volumeId = parseVolumeId(req.volume_id, "volume_id");
   return {
-    volumeId: parseVolumeId(req.volume_id, "volume_id"),
-    targetPath: parseAbsolutePath(req.target_path, "target_path"),
+    volumeId,
+    targetPath: await parseKubeletPath(req.target_path, "target_path", kubeletDir),
   };
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { rememberSecretValues } from "../redact.ts";
 import { parse as parseToml } from "smol-toml";
 import {
   checkSecretValues,
@@ -100,6 +101,7 @@ export class FileSettingsProvider implements SettingsProvider {
       defaults: resolveSettings({ parameters: {}, configMap: this.file.defaults }),
     });
     const secrets = { ...this.#envSecrets(), ...secretValuesFromCsiSecrets(csiSecrets) };
+    rememberSecretValues(Object.values(secrets));
     checkSecretValues(secrets);
     return Promise.resolve({ settings, secrets });
   }

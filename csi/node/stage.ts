@@ -4,6 +4,7 @@
  * Steps, each idempotent and each undone on failure (newest first):
  *   1. record the staging intent (state.json, phase "staging")   undo: forget state
  *   2. ZeroFS running with this config and ready                  undo: stop ZeroFS
+ *      (then its state directory and sockets checked private: 0700, root's)
  *      (settings resolved, then the volume's pin applied: a ConfigMap edited
  *      since CreateVolume never moves the volume, it only raises a warning)
  *   3. 9P: the record, and the device file at least the capacity
@@ -34,6 +35,7 @@ import {
 import {
   type InstanceSpec,
   type NinepClient,
+  PodRunner,
   type VolumePaths,
   volumePaths,
   type ZeroFsVersion,
@@ -41,6 +43,8 @@ import {
 import { alreadyExists, failedPrecondition } from "../errors.ts";
 import type { NodeContext } from "./context.ts";
 import { decideFormat, FormatRefusedError } from "./format_once.ts";
+import { makeDirNoFollow } from "./host_paths.ts";
+import { checkPrivateVolumeFiles } from "./private_files.ts";
 import { parseStageRequest, type RawRequest, type StageInput } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
 import { StepClock } from "./step_clock.ts";
@@ -94,6 +98,11 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
     : undefined;
   if (connected) await requireRunningZeroFs(ctx, input.volumeId, paths);
   else await clock.time("zerofs_start", () => ensureZeroFs(ctx, spec, undo));
+  // Before anything connects: nobody but root can reach the unauthenticated sockets.
+  await checkPrivateVolumeFiles(paths, {
+    volumeId: input.volumeId,
+    tightenSockets: ctx.runner instanceof PodRunner,
+  });
 
   // One 9P connection for the device file, the record, and the record's update after mkfs.
   await withVolumeFs(paths.ninepSocket, async (fs) => {
@@ -162,7 +171,8 @@ function rejectIncompatible(prior: NodeVolumeState, input: StageInput): void {
     differences.push(prior.readOnly ? "read-only" : "read-write");
   }
   if (prior.mountFlags.join(",") !== input.capability.mountFlags.join(",")) {
-    differences.push(`mount flags [${prior.mountFlags.join(", ")}]`);
+    // Never listed: the CSI spec says mount flags may carry sensitive values.
+    differences.push("different mount flags (not shown: they may be sensitive)");
   }
   if (differences.length > 0) {
     throw alreadyExists(
@@ -292,7 +302,7 @@ async function formatOnceAndMount(
   const growFs = step.growFs && decision.action === "mount";
   // ext4 grows unmounted (online growth needs CAP_SYS_RESOURCE); xfs and btrfs only mounted.
   if (growFs && fsType === "ext4") await clock.time("grow_fs", () => growExt4Offline(device));
-  await Deno.mkdir(input.stagingPath, { recursive: true });
+  await makeDirNoFollow(input.stagingPath, "staging_target_path", ctx.kubeletDir);
   await clock.time("mount", () =>
     mountFilesystem(device, input.stagingPath, {
       fsType,

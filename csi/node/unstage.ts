@@ -10,8 +10,9 @@
 import { findMountByTarget, unmount } from "../../blockdev/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { failedPrecondition, internal } from "../errors.ts";
-import { parseAbsolutePath, parseVolumeId } from "../validate.ts";
+import { parseVolumeId } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
+import { parseKubeletPath } from "./host_paths.ts";
 import type { RawRequest } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
 import { StepClock } from "./step_clock.ts";
@@ -19,7 +20,11 @@ import { StepClock } from "./step_clock.ts";
 /** NodeUnstageVolume. */
 export async function nodeUnstageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
   const volumeId = parseVolumeId(req.volume_id, "volume_id");
-  const stagingPath = parseAbsolutePath(req.staging_target_path, "staging_target_path");
+  const stagingPath = await parseKubeletPath(
+    req.staging_target_path,
+    "staging_target_path",
+    ctx.kubeletDir,
+  );
   const state = await ctx.states.read(volumeId);
   if (!state) return {};
   if (state.stagingPath !== stagingPath) {

@@ -141,6 +141,8 @@ export async function startNodeEnvironment(
     o.name === "node" ? "test-node" : o.name,
     "--state-dir",
     o.stateDir,
+    "--kubelet-dir",
+    kubeletDir,
     "--attach-mode",
     opts.attachMode ?? "auto",
     "--settings-file",

@@ -285,6 +285,22 @@ Deno.test("base: the node DaemonSet mounts and starts the agent as the driver ex
   assert(["OnDelete", "RollingUpdate"].includes(ds.spec.updateStrategy.type));
 });
 
+for (const k of KUSTOMIZATIONS) {
+  Deno.test(`${k}: no RBAC for snapshots, which neither the driver nor its sidecars use`, async () => {
+    const objects = await render(k);
+    const images = objects.filter((o) => o.kind === "Deployment" || o.kind === "DaemonSet")
+      .flatMap((o) => o.spec.template.spec.containers.map((c: KubeObject) => String(c.image)));
+    assert.ok(!images.some((i) => i.includes("snapshotter")), images.join());
+    const grants = objects.filter((o) => o.kind === "ClusterRole" || o.kind === "Role")
+      .flatMap((o) => (o.rules ?? []).map((r: KubeObject) => ({ role: o.metadata.name, ...r })))
+      .filter((r) =>
+        (r.apiGroups ?? []).includes("snapshot.storage.k8s.io") ||
+        (r.resources ?? []).some((res: string) => res.includes("snapshot"))
+      );
+    assert.deepEqual(grants, []);
+  });
+}
+
 Deno.test("base: the controller runs the driver with its sidecars on one socket", async () => {
   const deploy = find(await render("base"), "Deployment", "zerofs-csi-controller");
   assert.equal(deploy.spec.replicas, 1);

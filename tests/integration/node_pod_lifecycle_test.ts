@@ -132,6 +132,8 @@ async function withPodEnv(fn: (env: PodEnv) => Promise<void>): Promise<void> {
           NODE,
           "--state-dir",
           stateDir,
+          "--kubelet-dir",
+          kubeletDir,
           "--attach-mode",
           "auto",
           "--runner",

@@ -176,7 +176,7 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
     assert.equal(detach.code, 0, detach.stderr);
     assert.match(detach.stdout, /unstaged: unmounted, device free, ZeroFS stopped/);
     await assert.rejects(Deno.stat(join(req.staging, "kept.txt")));
-    const attach = await cli(env, [
+    const attachArgs = [
       "attach",
       "--state-dir",
       env.stateDir,
@@ -188,7 +188,18 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
       req.staging,
       "--fs-type",
       "ext4",
-    ]);
+    ];
+    // The verb is confined like the node agent: this staging path is not below the
+    // default kubelet directory, so it is refused before anything starts.
+    const outside = await cli(env, attachArgs);
+    assert.equal(outside.code, 1, outside.stderr);
+    assert.match(
+      outside.stderr,
+      /staging_target_path ".*" is not inside the kubelet directory \/var\/lib\/kubelet/,
+    );
+    const refusedStatus = await cli(env, ["status", "--state-dir", env.stateDir]);
+    assert.equal(refusedStatus.stdout.trim(), "No volumes are staged on this node.");
+    const attach = await cli(env, [...attachArgs, "--kubelet-dir", env.kubeletDir]);
     assert.equal(attach.code, 0, attach.stderr);
     assert.doesNotMatch(attach.stderr, /formatting new volume/);
     assert.equal(await Deno.readTextFile(join(req.staging, "kept.txt")), "still here");
