@@ -38,7 +38,9 @@ export interface NodeEnvironment {
    * (`name`), socket and state directory — another node, for tests of what
    * two nodes do to one volume. The caller unstages and stops it.
    */
-  startOtherNode(name: string): Promise<{ driver: RunningDriver; stateDir: string }>;
+  startOtherNode(
+    name: string,
+  ): Promise<{ driver: RunningDriver; stateDir: string; kubeletDir: string }>;
   /** Start the node agent again (after `node.stop()` or a kill). */
   restartNode(): Promise<RunningDriver>;
   /** Start the controller again (after `controller.stop()`), on the same state and records. */
@@ -134,7 +136,7 @@ export async function startNodeEnvironment(
     await s3.stop();
     throw e;
   });
-  const nodeArgs = (o: { name: string; stateDir: string }) => [
+  const nodeArgs = (o: { name: string; stateDir: string; kubeletDir: string }) => [
     "--endpoint",
     `unix://${dir}/${o.name}.sock`,
     "--node-id",
@@ -142,7 +144,7 @@ export async function startNodeEnvironment(
     "--state-dir",
     o.stateDir,
     "--kubelet-dir",
-    kubeletDir,
+    o.kubeletDir,
     "--attach-mode",
     opts.attachMode ?? "auto",
     "--settings-file",
@@ -152,7 +154,7 @@ export async function startNodeEnvironment(
     ...(opts.extraNodeArgs ?? []),
   ];
   const startNode = () =>
-    startDriver({ mode: "node", args: nodeArgs({ name: "node", stateDir }), env });
+    startDriver({ mode: "node", args: nodeArgs({ name: "node", stateDir, kubeletDir }), env });
   const environment: NodeEnvironment = {
     dir,
     stateDir,
@@ -174,10 +176,15 @@ export async function startNodeEnvironment(
       environment.controller = await startController();
       return environment.controller;
     },
-    startOtherNode(name: string) {
-      const other = join(dir, `${name}-state`);
-      return startDriver({ mode: "node", args: nodeArgs({ name, stateDir: other }), env })
-        .then((driver) => ({ driver, stateDir: other }));
+    async startOtherNode(name: string) {
+      const other = {
+        name,
+        stateDir: join(dir, `${name}-state`),
+        kubeletDir: join(dir, `kubelet-${name}`),
+      };
+      await Deno.mkdir(other.kubeletDir, { recursive: true });
+      const driver = await startDriver({ mode: "node", args: nodeArgs(other), env });
+      return { driver, stateDir: other.stateDir, kubeletDir: other.kubeletDir };
     },
     async stop() {
       await environment.node.stop().catch(() => {});

@@ -149,7 +149,7 @@ Deno.test("real ZeroFS: a second node staging the volume fences the first; never
 
     const other = await env.startOtherNode("node-b");
     try {
-      const b = nodeRequests(volume, { kind: "ext4", kubeletDir: join(env.dir, "kubelet-b") });
+      const b = nodeRequests(volume, { kind: "ext4", kubeletDir: other.kubeletDir });
       await other.driver.client.node.NodeStageVolume(b.stage, CALL_BOUND_MS);
       await assertContent(join(b.staging, "before.bin"), before);
 
