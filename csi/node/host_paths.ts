@@ -37,6 +37,15 @@ export async function parseKubeletPath(
   return path;
 }
 
+/** Each path from the first component below `kubeletDir` down to `path` itself. */
+function* pathsBelow(path: string, field: string, kubeletDir: string): Generator<string> {
+  let current = kubeletDir;
+  for (const component of relativeComponents(path, field, kubeletDir)) {
+    current = join(current, component);
+    yield current;
+  }
+}
+
 /**
  * Refuse `path` when a component below `kubeletDir` that exists is a symlink
  * (lstat, never stat). Components that do not exist yet end the walk.
@@ -46,9 +55,7 @@ export async function refuseSymlinks(
   field: string,
   kubeletDir: string,
 ): Promise<void> {
-  let current = kubeletDir;
-  for (const component of relativeComponents(path, field, kubeletDir)) {
-    current = join(current, component);
+  for (const current of pathsBelow(path, field, kubeletDir)) {
     const info = await lstatOrNull(current);
     if (info === null) return;
     if (info.isSymlink) throw symlinkRefused(field, path, current);
@@ -66,9 +73,7 @@ export async function makeDirNoFollow(
   field: string,
   kubeletDir: string,
 ): Promise<void> {
-  let current = kubeletDir;
-  for (const component of relativeComponents(path, field, kubeletDir)) {
-    current = join(current, component);
+  for (const current of pathsBelow(path, field, kubeletDir)) {
     let info = await lstatOrNull(current);
     if (info === null) {
       await Deno.mkdir(current).catch((e) => {
