@@ -18,6 +18,7 @@ import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts
 import { realZeroFsBin } from "../fixtures/zerofs.ts";
 import { CsiCallError, type CsiClient } from "./csi_client.ts";
 import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
+import { expectCode } from "./volume_steps.ts";
 
 /** A running controller + node pair and the paths around them. */
 export interface NodeEnvironment {
@@ -363,6 +364,37 @@ export async function assertNothingLeft(
     volumeDirs: [],
     survivors: [],
   });
+}
+
+/**
+ * The call fails with `code` (details matching `re`) and leaves the host
+ * exactly as it was: no leftover of {@linkcode findLeftovers} and no new path
+ * under the kubelet directory. Returns the error's details.
+ */
+export async function rejectedWithoutTrace(
+  env: NodeEnvironment,
+  call: () => Promise<unknown>,
+  code: number,
+  re?: RegExp,
+): Promise<string> {
+  const before = await findLeftovers(env);
+  const kubeletBefore = await listTree(env.kubeletDir);
+  const err = await expectCode(call(), code, re);
+  assert.deepEqual(await findLeftovers(env), before);
+  assert.deepEqual(await listTree(env.kubeletDir), kubeletBefore, "no path created");
+  return err.details;
+}
+
+/** Every path below `dir`, relative, sorted. */
+async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    out.push(e.name);
+    if (e.isDirectory) {
+      out.push(...(await listTree(join(dir, e.name))).map((n) => `${e.name}/${n}`));
+    }
+  }
+  return out.sort();
 }
 
 async function* readDirIfExists(dir: string): AsyncIterable<Deno.DirEntry> {

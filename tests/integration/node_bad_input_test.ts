@@ -7,43 +7,16 @@
 
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { join } from "node:path";
 import {
   assertNothingLeft,
-  findLeftovers,
-  type NodeEnvironment,
   readVolumeState,
+  rejectedWithoutTrace,
   volumeProcesses,
   withNodeEnvironment,
 } from "../helpers/node_env.ts";
-import { capabilityFor, createVolume, expectCode, nodeRequests } from "../helpers/volume_steps.ts";
+import { capabilityFor, createVolume, nodeRequests } from "../helpers/volume_steps.ts";
 
 const GiB = 1024 ** 3;
-
-/** The call fails with `code` and leaves the host exactly as it was. */
-async function rejectedWithoutTrace(
-  env: NodeEnvironment,
-  call: () => Promise<unknown>,
-  code: status,
-  re?: RegExp,
-): Promise<void> {
-  const before = await findLeftovers(env);
-  const kubeletBefore = await listTree(env.kubeletDir);
-  await expectCode(call(), code, re);
-  assert.deepEqual(await findLeftovers(env), before);
-  assert.deepEqual(await listTree(env.kubeletDir), kubeletBefore, "no path created");
-}
-
-async function listTree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    out.push(e.name);
-    if (e.isDirectory) {
-      out.push(...(await listTree(join(dir, e.name))).map((n) => `${e.name}/${n}`));
-    }
-  }
-  return out.sort();
-}
 
 Deno.test("node bad input: invalid requests are INVALID_ARGUMENT and touch nothing", async () => {
   await withNodeEnvironment(async (env) => {

@@ -11,20 +11,13 @@
 
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
-import { join } from "node:path";
 import { findMountByTarget, type MountEntry } from "../../blockdev/mod.ts";
 import {
   assertNothingLeft,
-  findLeftovers,
-  type NodeEnvironment,
+  rejectedWithoutTrace,
   withNodeEnvironment,
 } from "../helpers/node_env.ts";
-import {
-  type AccessKind,
-  createVolume,
-  expectCode,
-  nodeRequests,
-} from "../helpers/volume_steps.ts";
+import { type AccessKind, createVolume, nodeRequests } from "../helpers/volume_steps.ts";
 
 const GiB = 1024 ** 3;
 
@@ -114,31 +107,6 @@ Deno.test("node mount options: flags reach the filesystem; tenant mounts are nod
   });
 });
 
-/** The call fails with INVALID_ARGUMENT matching `re`, and the host is as it was. */
-async function refusedWithoutTrace(
-  env: NodeEnvironment,
-  call: () => Promise<unknown>,
-  re: RegExp,
-): Promise<string> {
-  const before = await findLeftovers(env);
-  const kubeletBefore = await listTree(env.kubeletDir);
-  const err = await expectCode(call(), status.INVALID_ARGUMENT, re);
-  assert.deepEqual(await findLeftovers(env), before);
-  assert.deepEqual(await listTree(env.kubeletDir), kubeletBefore, "no path created");
-  return err.details;
-}
-
-async function listTree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
-    out.push(e.name);
-    if (e.isDirectory) {
-      out.push(...(await listTree(join(dir, e.name))).map((n) => `${e.name}/${n}`));
-    }
-  }
-  return out.sort();
-}
-
 Deno.test("node mount options: each refused class is INVALID_ARGUMENT and touches nothing", async () => {
   await withNodeEnvironment(async (env) => {
     const node = env.node.client.node;
@@ -163,13 +131,14 @@ Deno.test("node mount options: each refused class is INVALID_ARGUMENT and touche
     ];
     for (const [fsType, flag] of refused) {
       const option = flag.split("=")[0];
-      const details = await refusedWithoutTrace(
+      const details = await rejectedWithoutTrace(
         env,
         () =>
           node.NodeStageVolume({
             ...req.stage,
             volume_capability: mountCap(fsType, ["noatime", flag]),
           }),
+        status.INVALID_ARGUMENT,
         new RegExp(`mount_flags\\[1\\]: mount option "${option}"`),
       );
       const value = flag.split("=")[1];
@@ -179,13 +148,14 @@ Deno.test("node mount options: each refused class is INVALID_ARGUMENT and touche
       assert.ok(!details.includes("noatime"), `the flag list is not echoed: ${details}`);
     }
     // A storage scheme ZeroFS could not authenticate to is refused before any ZeroFS starts.
-    await refusedWithoutTrace(
+    await rejectedWithoutTrace(
       env,
       () =>
         node.NodeStageVolume({
           ...req.stage,
           volume_context: { ...req.stage.volume_context, storageURL: "gs://bucket/volumes" },
         }),
+      status.INVALID_ARGUMENT,
       /gs:\/\/ is not supported/,
     );
     await assertNothingLeft(env);
