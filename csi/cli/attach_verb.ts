@@ -8,7 +8,7 @@
 
 import { failedPrecondition } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { stageVolume, unstageVolume } from "../node/mod.ts";
+import { nodeStageVolume, unstageVolume } from "../node/mod.ts";
 import { type Flags, optionalFlag, parseFlags, requireFlag, UsageError } from "./flags.ts";
 import { LOG_FLAGS } from "./flags.ts";
 
@@ -80,7 +80,7 @@ export async function runAttach(argv: string[]): Promise<number> {
   if (flags.help) return printUsage("attach");
   const req = stageRequestFrom(flags);
   const { ctx, log } = await nodeContextFor("attach", flags);
-  await withProgress(log, "staging", stageVolume(ctx, req));
+  await withProgress(log, "staging", nodeStageVolume(ctx, req));
   const state = await ctx.states.read(req.volume_id);
   console.log(
     `Volume ${req.volume_id} is staged: device ${state?.attachment?.device}` +

@@ -19,7 +19,7 @@ import { recoverNodeState } from "./recovery.ts";
 import { KubeSettingsProvider } from "./kube_settings.ts";
 import { FileSettingsProvider } from "./settings_provider.ts";
 import { nodeStageVolume } from "./stage.ts";
-import { parseKubeletPath } from "./host_paths.ts";
+export { nodeStageVolume };
 import type { RawRequest } from "./requests.ts";
 import {
   KubeVolumeEvents,
@@ -126,19 +126,6 @@ export async function createNodeService(
   return nodeHandlers(ctx);
 }
 
-/**
- * NodeStageVolume with its staging path confined to the kubelet directory
- * (no symlink followed there) before the stage steps run; what the
- * `NodeStageVolume` handler and the `attach` verb call.
- */
-export async function stageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
-  if (req.staging_target_path) {
-    // A missing path is left to the request parser, which names it.
-    await parseKubeletPath(req.staging_target_path, "staging_target_path", ctx.kubeletDir);
-  }
-  return await nodeStageVolume(ctx, req);
-}
-
 /** Tell the PVC's owner, through an Event, about a stage failure they must act on. */
 async function warnOnFailure<T>(ctx: NodeContext, req: RawRequest, work: Promise<T>): Promise<T> {
   try {
@@ -160,7 +147,7 @@ async function warnOnFailure<T>(ctx: NodeContext, req: RawRequest, work: Promise
 /** Handlers keyed by RPC name; the request pipeline wraps each. */
 export function nodeHandlers(ctx: NodeContext): NodeServiceHandlers {
   return {
-    NodeStageVolume: (req) => warnOnFailure(ctx, req, stageVolume(ctx, req)),
+    NodeStageVolume: (req) => warnOnFailure(ctx, req, nodeStageVolume(ctx, req)),
     NodeUnstageVolume: (req) => nodeUnstageVolume(ctx, req),
     NodePublishVolume: (req) => nodePublishVolume(ctx, req),
     NodeUnpublishVolume: (req) => nodeUnpublishVolume(ctx, req),

@@ -8,12 +8,7 @@ import type { FsType } from "../../blockdev/mod.ts";
 import { pinFromContext, type VolumePin } from "../../zerofs/mod.ts";
 import { invalidArgument } from "../errors.ts";
 import { parseKubeletPath } from "./host_paths.ts";
-import {
-  parseAbsolutePath,
-  parseCapability,
-  type ParsedCapability,
-  parseVolumeId,
-} from "../validate.ts";
+import { parseCapability, type ParsedCapability, parseVolumeId } from "../validate.ts";
 
 /** The proto-loader shape of a VolumeCapability (keepCase). */
 // deno-lint-ignore no-explicit-any
@@ -44,13 +39,22 @@ export interface StageInput {
   secrets: Record<string, string>;
 }
 
-/** Validate NodeStageVolume's fields; every failure names the field. */
-export function parseStageRequest(
+/**
+ * Validate NodeStageVolume's fields; every failure names the field. The
+ * staging path must lie below the kubelet directory, with no symlink among
+ * its existing components there.
+ */
+export async function parseStageRequest(
   req: RawRequest,
-  allowedFsTypes: readonly string[],
-): StageInput {
+  opts: { allowedFsTypes: readonly string[]; kubeletDir: string },
+): Promise<StageInput> {
+  const { allowedFsTypes, kubeletDir } = opts;
   const volumeId = parseVolumeId(req.volume_id, "volume_id");
-  const stagingPath = parseAbsolutePath(req.staging_target_path, "staging_target_path");
+  const stagingPath = await parseKubeletPath(
+    req.staging_target_path,
+    "staging_target_path",
+    kubeletDir,
+  );
   if (!req.volume_capability) throw invalidArgument("volume_capability is required");
   const capability = parseCapability(req.volume_capability, { allowedFsTypes });
   const volumeContext: Record<string, string> = req.volume_context ?? {};

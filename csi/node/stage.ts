@@ -61,7 +61,7 @@ const ZERO_CHECK_BYTES = 1 << 20;
 
 /** NodeStageVolume. */
 export async function nodeStageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
-  const input = parseStageRequest(req, ctx.allowedFsTypes);
+  const input = await parseStageRequest(req, ctx);
   const prior = await ctx.states.read(input.volumeId);
   if (prior) rejectIncompatible(prior, input);
   if (prior?.phase === "staged" && await isStagingIntact(ctx, prior)) return {};
