@@ -149,6 +149,8 @@ export function cacheSizeLimit(cacheDiskSizeGB: number): string {
  * ```
  */
 export class PodRunner implements ZeroFsRunner {
+  /** The container's umask is the image's, not the driver's. */
+  readonly createsPrivateSockets = false;
   readonly #kube: KubeClient;
   readonly #namespace: string;
   readonly #nodeName: string;

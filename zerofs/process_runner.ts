@@ -94,6 +94,8 @@ function runnerFiles(stateDir: string) {
  * ```
  */
 export class ProcessRunner implements ZeroFsRunner {
+  /** The launcher runs ZeroFS under umask 077. */
+  readonly createsPrivateSockets = true;
   readonly #bin: string;
   readonly #stopGraceMs: number;
   readonly #readyTimeoutMs: number;

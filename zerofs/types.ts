@@ -60,6 +60,12 @@ export interface InstanceStatus {
 
 /** Owns the ZeroFS instances of this node (process or pod). */
 export interface ZeroFsRunner {
+  /**
+   * Whether this runner's ZeroFS creates its sockets without group or other
+   * bits (the process runner's launcher sets umask 077). When not (a pod, whose
+   * umask the driver does not set), the node removes those bits itself.
+   */
+  readonly createsPrivateSockets: boolean;
   /** The ZeroFS release this runner would start for a volume with these settings. */
   version(settings: VolumeSettings): Promise<ZeroFsVersion>;
   /** Where this runner's ZeroFS finds the volume's sockets and cache, and its secrets. */

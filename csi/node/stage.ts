@@ -35,7 +35,6 @@ import {
 import {
   type InstanceSpec,
   type NinepClient,
-  PodRunner,
   type VolumePaths,
   volumePaths,
   type ZeroFsVersion,
@@ -101,7 +100,7 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
   // Before anything connects: nobody but root can reach the unauthenticated sockets.
   await checkPrivateVolumeFiles(paths, {
     volumeId: input.volumeId,
-    tightenSockets: ctx.runner instanceof PodRunner,
+    tightenSockets: !ctx.runner.createsPrivateSockets,
   });
 
   // One 9P connection for the device file, the record, and the record's update after mkfs.
