@@ -248,11 +248,17 @@ async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
  */
 async function ensurePinned(deps: ControllerDeps, entry: VolumeEntry): Promise<VolumeEntry> {
   if (entry.pin) return entry;
-  const settings = await deps.settings.resolve(entry.parameters);
-  const pinned: VolumeEntry = { ...entry, pin: pinFromSettings(settings) };
+  const pinned = await withPin(deps, entry);
   await deps.registry.put(pinned);
-  logPinned(deps, entry.name, settings, "its record predates location pinning");
   return pinned;
+}
+
+/** The record with a pin from the current settings (logged), not yet saved. */
+async function withPin(deps: ControllerDeps, entry: VolumeEntry): Promise<VolumeEntry> {
+  if (entry.pin) return entry;
+  const settings = await deps.settings.resolve(entry.parameters);
+  logPinned(deps, entry.name, settings, "its record predates location pinning");
+  return { ...entry, pin: pinFromSettings(settings) };
 }
 
 function logPinned(deps: ControllerDeps, id: string, settings: VolumeSettings, why: string) {
@@ -305,7 +311,7 @@ async function retainVolume(deps: ControllerDeps, entry: VolumeEntry) {
   const retainedAt = (deps.now?.() ?? new Date()).toISOString();
   // The tombstone names where the kept objects are; without settings to pin from,
   // it stays unpinned: the objects are kept either way.
-  const pinned = await ensurePinned(deps, entry).catch(() => entry);
+  const pinned = await withPin(deps, entry).catch(() => entry);
   await deps.registry.put({ ...pinned, retainedAt });
   let location = "(unresolved)";
   try {
