@@ -6,6 +6,7 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { startDiod } from "../fixtures/diod.ts";
+import { freezeProcess } from "../helpers/frozen_process.ts";
 import { ensureDeviceFile, readDeviceFileSize } from "../../zerofs/device_file.ts";
 import {
   readVolumeRecord,
@@ -203,7 +204,7 @@ Deno.test("many requests in flight on one client and a second client at the same
 Deno.test("server killed with a request pending: the request rejects at once", async () => {
   await withDiod(async ({ diodPid, connect }) => {
     const client = await connect({ timeoutMs: 30_000 });
-    Deno.kill(diodPid, "SIGSTOP");
+    await freezeProcess(diodPid);
     const pending = client.stat("/");
     await new Promise((r) => setTimeout(r, 100));
     const started = Date.now();
@@ -217,7 +218,7 @@ Deno.test("server killed with a request pending: the request rejects at once", a
 Deno.test("a hung server: the request times out within its bound", async () => {
   await withDiod(async ({ diodPid, connect }) => {
     const client = await connect({ timeoutMs: 400 });
-    Deno.kill(diodPid, "SIGSTOP");
+    await freezeProcess(diodPid);
     const started = Date.now();
     await rejects(client.stat("/"), NinepTimeoutError);
     const elapsed = Date.now() - started;
