@@ -1,6 +1,8 @@
 /**
- * Start the real driver (`main.ts`) under the same permission set the
- * binary uses, capture its output, wait until it answers Probe.
+ * Start the real driver (`main.ts`) under exactly the runtime flags its
+ * release binary is compiled with (deno.json's `compile:<mode>` task:
+ * permission set and V8 flags), capture its output, wait until it answers
+ * Probe.
  *
  * @module
  */
@@ -21,6 +23,13 @@ export interface StartDriverOptions {
   env?: Record<string, string>;
   /** How long to wait for Probe to answer. */
   readyTimeoutMs?: number;
+  /**
+   * argv that execs the driver's command line (appended to it), e.g. to run it
+   * in a private mount namespace; must `exec` so signals reach the driver.
+   */
+  launcher?: string[];
+  /** Where this process reaches the socket, when the launcher maps it elsewhere. */
+  clientSocketPath?: string;
 }
 
 /** A running driver process. */
@@ -53,29 +62,42 @@ function socketFromArgs(args: string[]): string {
 }
 
 /**
- * The runtime flags (`--v8-flags=…`) deno.json's run task for `mode` gives
- * the driver, so tests run it exactly as the task and the binary do.
+ * The runtime flags (`-P=<set>`, `--v8-flags=…`) deno.json's `compile:<mode>`
+ * task builds the release binary with: `deno run` with these runs the driver
+ * exactly as the binary does (compiled binaries never prompt, nor does a
+ * `deno run` without a terminal).
  */
-function runtimeFlags(mode: "controller" | "node"): string[] {
+export function releaseFlags(mode: "controller" | "node"): string[] {
   const config = JSON.parse(Deno.readTextFileSync(join(REPO_ROOT, "deno.json")));
-  const task = String(config.tasks?.[mode] ?? "");
-  return task.split(" ").filter((part) => part.startsWith("--v8-flags="));
+  const task = String(config.tasks?.[`compile:${mode}`] ?? "");
+  const words = task.split(/\s+/).filter(Boolean);
+  const output = words.indexOf("--output");
+  assert(
+    words[0] === "deno" && words[1] === "compile" && output > 1 &&
+      words.slice(output + 2).join(" ") === "main.ts",
+    `deno.json task compile:${mode} is not "deno compile <flags> --output <file> main.ts": ${task}`,
+  );
+  const flags = words.slice(2, output);
+  assert(flags.includes(`-P=${mode}`), `compile:${mode} does not use the ${mode} permission set`);
+  return flags;
 }
 
-/** Spawn `deno run -P=<mode> main.ts <mode> …` and wait until Probe answers. */
+/** Spawn `deno run <release flags> main.ts <mode> …` and wait until Probe answers. */
 export async function startDriver(opts: StartDriverOptions): Promise<RunningDriver> {
-  const socketPath = socketFromArgs(opts.args);
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      `-P=${opts.mode}`,
-      ...runtimeFlags(opts.mode),
-      "--config",
-      join(REPO_ROOT, "deno.json"),
-      join(REPO_ROOT, "main.ts"),
-      opts.mode,
-      ...opts.args,
-    ],
+  const socketPath = opts.clientSocketPath ?? socketFromArgs(opts.args);
+  const argv = [
+    Deno.execPath(),
+    "run",
+    ...releaseFlags(opts.mode),
+    "--config",
+    join(REPO_ROOT, "deno.json"),
+    join(REPO_ROOT, "main.ts"),
+    opts.mode,
+    ...opts.args,
+  ];
+  const [program, ...args] = [...(opts.launcher ?? []), ...argv];
+  const process = new Deno.Command(program, {
+    args,
     env: { NO_COLOR: "1", ...opts.env },
     stdout: "piped",
     stderr: "piped",

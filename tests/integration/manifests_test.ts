@@ -281,7 +281,7 @@ Deno.test("base: the node DaemonSet mounts and starts the agent as the driver ex
   assert.equal(init.command[0], "modprobe");
   assert.equal(init.command[1], "nbd");
   assert.match(init.command[2], /^nbds_max=\d+$/);
-  assert.equal(init.securityContext?.privileged, true);
+  assert.deepEqual(init.securityContext?.capabilities?.add, ["SYS_MODULE"]);
   assert(["OnDelete", "RollingUpdate"].includes(ds.spec.updateStrategy.type));
 });
 
@@ -378,12 +378,217 @@ for (const k of KUSTOMIZATIONS) {
       for (const c of allContainers(pod)) {
         assert(/[:@]/.test(c.image) && !c.image.endsWith(":latest"), `${c.name}: ${c.image}`);
         if (k === "overlays/production" && c.image.includes("zerofs-csi")) {
-          assert.match(c.image, /^ghcr\.io\/zerofs\/zerofs-csi@sha256:[0-9a-f]{64}$/);
+          assert.match(
+            c.image,
+            /^ghcr\.io\/zerofs\/zerofs-csi(-controller)?@sha256:[0-9a-f]{64}$/,
+          );
         }
       }
     }
   });
 }
+
+/** The container that stays privileged: the node agent attaches NBD devices and mounts. */
+const PRIVILEGED = { kind: "DaemonSet", name: "zerofs-csi-node", container: "zerofs-csi" };
+/**
+ * Capabilities a hardened container may add back after dropping ALL, with why:
+ * loading the nbd module needs CAP_SYS_MODULE and nothing else.
+ */
+const ADDED_CAPABILITIES: Record<string, string[]> = { "load-nbd": ["SYS_MODULE"] };
+
+/** What a container runs with: its securityContext over its pod's (the container's wins). */
+function effectiveSecurity(pod: KubeObject, c: KubeObject): KubeObject {
+  const podLevel = pod.securityContext ?? {};
+  const own = c.securityContext ?? {};
+  return {
+    ...own,
+    runAsNonRoot: own.runAsNonRoot ?? podLevel.runAsNonRoot,
+    runAsUser: own.runAsUser ?? podLevel.runAsUser,
+    seccompProfile: own.seccompProfile ?? podLevel.seccompProfile,
+  };
+}
+
+/** Every container of every workload, with its effective security settings. */
+function workloadContainers(objects: KubeObject[]) {
+  return objects.filter((o) => o.kind === "Deployment" || o.kind === "DaemonSet")
+    .flatMap((o) =>
+      allContainers(o.spec.template.spec).map((c) => ({
+        workload: `${o.kind} ${o.metadata.name}`,
+        kind: o.kind,
+        owner: o.metadata.name,
+        container: c,
+        security: effectiveSecurity(o.spec.template.spec, c),
+      }))
+    );
+}
+
+/**
+ * Every way the driver's workloads miss the hardening: only the node agent is
+ * privileged; every other container refuses privilege escalation, has a read-only
+ * root filesystem, drops ALL capabilities (adding back only ADDED_CAPABILITIES),
+ * uses seccomp RuntimeDefault; the controller pod runs as one fixed non-root uid
+ * and writes only to emptyDirs.
+ */
+function hardeningProblems(objects: KubeObject[]): string[] {
+  const problems: string[] = [];
+  const check = (ok: boolean, problem: string) => ok || problems.push(problem);
+  const containers = workloadContainers(objects);
+  const privileged = containers.filter((w) => w.security.privileged === true)
+    .map((w) => `${w.workload}/${w.container.name}`);
+  const agent = `${PRIVILEGED.kind} ${PRIVILEGED.name}/${PRIVILEGED.container}`;
+  check(
+    privileged.length === 1 && privileged[0] === agent,
+    `privileged: ${privileged.join(", ")}`,
+  );
+  const driverWorkloads = new Set(["zerofs-csi-controller", "zerofs-csi-node"]);
+  const hardened = containers.filter((w) =>
+    driverWorkloads.has(w.owner) && `${w.workload}/${w.container.name}` !== agent
+  );
+  check(hardened.length >= 7, `only ${hardened.length} driver containers besides the agent`);
+  for (const { workload, container, security, kind } of hardened) {
+    const where = `${workload}/${container.name}`;
+    check(security.privileged !== true, `${where}: privileged`);
+    check(security.allowPrivilegeEscalation === false, `${where}: allowPrivilegeEscalation`);
+    check(security.readOnlyRootFilesystem === true, `${where}: readOnlyRootFilesystem`);
+    check(
+      JSON.stringify(security.capabilities?.drop) === '["ALL"]',
+      `${where}: does not drop ALL capabilities`,
+    );
+    const added = JSON.stringify(security.capabilities?.add ?? []);
+    check(
+      added === JSON.stringify(ADDED_CAPABILITIES[container.name] ?? []),
+      `${where}: adds capabilities ${added}`,
+    );
+    check(security.seccompProfile?.type === "RuntimeDefault", `${where}: seccomp`);
+    if (kind === "Deployment") {
+      // The controller pod touches nothing of the host: no container needs root.
+      check(security.runAsNonRoot === true, `${where}: runAsNonRoot`);
+      check(Number.isInteger(security.runAsUser) && security.runAsUser > 0, `${where}: uid`);
+    }
+  }
+  // One fixed uid for the controller pod, so the sidecars can use the socket the
+  // driver creates; whatever they must write is an emptyDir.
+  const deploy = find(objects, "Deployment", "zerofs-csi-controller");
+  const pod = deploy.spec.template.spec;
+  const uids = new Set(pod.containers.map((c: KubeObject) => effectiveSecurity(pod, c).runAsUser));
+  check(uids.size === 1, `controller containers run as ${[...uids].join(", ")}`);
+  const volumes = new Map(pod.volumes.map((v: KubeObject) => [v.name, v]));
+  for (const c of pod.containers) {
+    for (const m of c.volumeMounts ?? []) {
+      check(
+        m.readOnly === true || Boolean((volumes.get(m.name) as KubeObject)?.emptyDir),
+        `${c.name}: writable mount ${m.mountPath} is not an emptyDir`,
+      );
+    }
+  }
+  return problems;
+}
+
+for (const k of KUSTOMIZATIONS) {
+  Deno.test(`${k}: every container but the node agent is hardened`, async () => {
+    assert.deepEqual(hardeningProblems(await render(k)), []);
+  });
+}
+
+Deno.test("the hardening check catches each missing setting", async () => {
+  const base = await render("base");
+  const mutated = (
+    kind: string,
+    name: string,
+    container: string,
+    change: (sc: KubeObject, c: KubeObject) => void,
+  ) => {
+    const objects = structuredClone(base);
+    const c = allContainers(find(objects, kind, name).spec.template.spec)
+      .find((c: KubeObject) => c.name === container);
+    change(c.securityContext, c);
+    return hardeningProblems(objects);
+  };
+  const ctl = "zerofs-csi-controller";
+  const node = "zerofs-csi-node";
+  const cases: Array<[string[], string]> = [
+    [
+      mutated("Deployment", ctl, "csi-attacher", (sc) => delete sc.readOnlyRootFilesystem),
+      "Deployment zerofs-csi-controller/csi-attacher: readOnlyRootFilesystem",
+    ],
+    [
+      mutated("Deployment", ctl, "zerofs-csi", (sc) => sc.capabilities.drop = ["NET_RAW"]),
+      "Deployment zerofs-csi-controller/zerofs-csi: does not drop ALL capabilities",
+    ],
+    [
+      mutated("Deployment", ctl, "csi-resizer", (sc) => sc.runAsNonRoot = false),
+      "Deployment zerofs-csi-controller/csi-resizer: runAsNonRoot",
+    ],
+    [
+      mutated("DaemonSet", node, "liveness-probe", (sc) => sc.allowPrivilegeEscalation = true),
+      "DaemonSet zerofs-csi-node/liveness-probe: allowPrivilegeEscalation",
+    ],
+    [
+      mutated("DaemonSet", node, "node-driver-registrar", (sc) => delete sc.seccompProfile),
+      "DaemonSet zerofs-csi-node/node-driver-registrar: seccomp",
+    ],
+    [
+      mutated("DaemonSet", node, "load-nbd", (sc) => sc.capabilities.add.push("SYS_ADMIN")),
+      'DaemonSet zerofs-csi-node/load-nbd: adds capabilities ["SYS_MODULE","SYS_ADMIN"]',
+    ],
+    [
+      mutated("DaemonSet", node, "load-nbd", (_, c) => c.securityContext = { privileged: true }),
+      "privileged: DaemonSet zerofs-csi-node/load-nbd, DaemonSet zerofs-csi-node/zerofs-csi",
+    ],
+    [
+      mutated(
+        "Deployment",
+        ctl,
+        "csi-provisioner",
+        (_, c) => c.volumeMounts.push({ name: "host", mountPath: "/host" }),
+      ),
+      "csi-provisioner: writable mount /host is not an emptyDir",
+    ],
+  ];
+  for (const [problems, expected] of cases) {
+    assert(problems.includes(expected), `expected "${expected}" in ${JSON.stringify(problems)}`);
+  }
+});
+
+/** The instructions of each named stage of the Dockerfile (`FROM … AS <name>`). */
+function dockerfileStages(text: string): Map<string, string[]> {
+  const stages = new Map<string, string[]>();
+  let current: string[] | undefined;
+  for (const line of text.replace(/\\\n/g, " ").split("\n").map((l) => l.trim())) {
+    if (line === "" || line.startsWith("#")) continue;
+    const from = line.match(/^FROM\s+\S+(?:\s+AS\s+(\S+))?$/i);
+    if (from) stages.set(from[1] ?? `#${stages.size}`, current = []);
+    else current?.push(line);
+  }
+  return stages;
+}
+
+Deno.test("Dockerfile: each image runs its own binary as the user its workload declares", async () => {
+  const stages = dockerfileStages(await Deno.readTextFile(join(ROOT, "Dockerfile")));
+  const config = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+  const objects = await render("base");
+  const images = [
+    { stage: "controller", kind: "Deployment", name: "zerofs-csi-controller", task: "controller" },
+    { stage: "node", kind: "DaemonSet", name: "zerofs-csi-node", task: "node" },
+  ];
+  for (const { stage, kind, name, task } of images) {
+    const lines = stages.get(stage);
+    assert(lines, `the Dockerfile has no stage "${stage}"`);
+    const output = String(config.tasks[`compile:${task}`]).match(/--output\s+(\S+)/)?.[1];
+    assert(output, `compile:${task} names no --output`);
+    const binary = output.split("/").pop();
+    const entrypoint = lines.find((l) => l.startsWith("ENTRYPOINT"));
+    assert.equal(entrypoint, `ENTRYPOINT ["/usr/local/bin/${binary}"]`, `${stage} entrypoint`);
+    const user = lines.filter((l) => l.startsWith("USER ")).pop();
+    const pod = find(objects, kind, name).spec.template.spec;
+    const container = pod.containers.find((c: KubeObject) => c.name === "zerofs-csi");
+    const security = effectiveSecurity(pod, container);
+    const uid = security.runAsUser ?? 0;
+    assert.equal(user, `USER ${uid}:${uid}`, `${stage} image user vs the ${kind}'s`);
+    const image = `zerofs-csi${stage === "controller" ? "-controller" : ""}`;
+    assert.match(container.image, new RegExp(`/${image}:`), `${kind} runs the ${stage} image`);
+  }
+});
 
 Deno.test("production: every driver container has requests and a memory limit", async () => {
   for (const obj of await render("overlays/production")) {
