@@ -25,12 +25,36 @@
  * Every wait is bounded and follows the pod with a watch from the listed
  * resourceVersion. Callers serialise calls per volume (the CSI per-volume lock).
  *
+ * Least privilege: no capabilities, seccomp `RuntimeDefault`, no privilege
+ * escalation, a read-only root filesystem (ZeroFS writes only its sockets in
+ * `/zerofs` and its cache in `/cache`). ZeroFS keeps uid 0, without
+ * capabilities, for one reason: the state directory is root's and 0700, and
+ * the node agent attaches only to sockets owned by root (they carry
+ * unauthenticated 9P and NBD). As uid 0, ZeroFS owns that directory, so plain
+ * owner permissions let it read config.toml (0600) and create its sockets, and
+ * the sockets it creates are root's. Any other uid could do neither without
+ * CAP_DAC_OVERRIDE, and its sockets would be refused.
+ *
+ * With `envoyEnabled` (the original driver's option), an Envoy sidecar runs
+ * as a native sidecar (an init container with `restartPolicy: Always`, as the
+ * original driver added it): it starts before ZeroFS and stops after it, so
+ * ZeroFS's final flush still reaches the store through it. It runs as uid
+ * 101, also without capabilities.
+ *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { V1EnvVar, V1Pod, V1ResourceRequirements } from "@kubernetes/client-node";
+import type {
+  V1Container,
+  V1ContainerStatus,
+  V1EnvVar,
+  V1Pod,
+  V1ResourceRequirements,
+  V1SecurityContext,
+  V1Volume,
+} from "@kubernetes/client-node";
 import { writeFileAtomic } from "./atomic_file.ts";
 import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "./kube_client.ts";
 import { checkSocketPath, volumeDirName, type VolumePaths } from "./paths.ts";
@@ -61,6 +85,16 @@ export const POD_STATE_DIR = "/zerofs";
 export const POD_CACHE_DIR = "/cache";
 /** The ZeroFS container's name. */
 export const POD_CONTAINER = "zerofs";
+/** The Envoy sidecar's container name (as in the original driver). */
+export const ENVOY_CONTAINER = "envoy";
+/** Where the sidecar's ConfigMap is mounted; Envoy's images read `envoy.yaml` there. */
+export const ENVOY_CONFIG_DIR = "/etc/envoy";
+/** The uid/gid Envoy runs as: the `envoy` user of Envoy's own images. */
+export const ENVOY_UID = 101;
+/** Logged whenever a ZeroFS pod with the sidecar is created (the original driver's README warning). */
+export const ENVOY_FENCING_WARNING =
+  "Envoy sidecar enabled: retries can break ZeroFS's fencing guarantees (a retried write can " +
+  "reach the store twice); retry only where the request never reached the store";
 
 /** Labels and annotations of ZeroFS pods. */
 export const POD_LABEL_NAME = "app.kubernetes.io/name";
@@ -205,6 +239,7 @@ export class PodRunner implements ZeroFsRunner {
       ...(s.rustLog ? [{ name: "RUST_LOG", value: s.rustLog }] : []),
     ];
     const resources = resourcesOf(s);
+    const envoy = s.envoyEnabled ? envoySidecar(s) : undefined;
     const pod: V1Pod = {
       apiVersion: "v1",
       kind: "Pod",
@@ -231,6 +266,8 @@ export class PodRunner implements ZeroFsRunner {
         tolerations: [{ operator: "Exists" }],
         automountServiceAccountToken: false,
         enableServiceLinks: false,
+        securityContext: { seccompProfile: { type: "RuntimeDefault" } },
+        ...(envoy ? { initContainers: [envoy.container] } : {}),
         containers: [{
           name: POD_CONTAINER,
           image: s.zerofsImage,
@@ -244,6 +281,8 @@ export class PodRunner implements ZeroFsRunner {
           ...(resources ? { resources } : {}),
           // Without pods/log access, a failed start still shows its last log lines.
           terminationMessagePolicy: "FallbackToLogsOnError",
+          // uid 0 without capabilities: see the module comment.
+          securityContext: { ...RESTRICTED_CONTAINER, runAsUser: 0, runAsGroup: 0 },
           volumeMounts: [
             { name: "state", mountPath: POD_STATE_DIR },
             { name: "cache", mountPath: POD_CACHE_DIR },
@@ -252,6 +291,7 @@ export class PodRunner implements ZeroFsRunner {
         volumes: [
           { name: "state", hostPath: { path: spec.stateDir, type: "Directory" } },
           { name: "cache", emptyDir: { sizeLimit: cacheSizeLimit(s.cacheDiskSizeGB) } },
+          ...(envoy ? [envoy.volume] : []),
         ],
       },
     };
@@ -291,6 +331,9 @@ export class PodRunner implements ZeroFsRunner {
     }
     await writeFileAtomic(join(spec.stateDir, "config.toml"), spec.configToml);
     await removeSockets(spec);
+    if (spec.settings.envoyEnabled) {
+      this.#log.log("warn", ENVOY_FENCING_WARNING, { volumeId: spec.volumeId, pod: name });
+    }
     const created = await this.#create(desired);
     this.#log.log("info", "ZeroFS pod created", { volumeId: spec.volumeId, pod: name });
     try {
@@ -459,6 +502,39 @@ export class PodRunner implements ZeroFsRunner {
   }
 }
 
+/** What every container of the pod gets; the ZeroFS and Envoy containers add their uid. */
+const RESTRICTED_CONTAINER: V1SecurityContext = {
+  privileged: false,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  readOnlyRootFilesystem: true,
+};
+
+/**
+ * The original driver's sidecar: image `envoyImage`, the ConfigMap
+ * `envoyConfigMapRef` read-only at /etc/envoy, no command or args (the image
+ * runs `envoy -c /etc/envoy/envoy.yaml`), no ports (ZeroFS reaches it on the
+ * pod's loopback).
+ */
+function envoySidecar(s: VolumeSettings): { container: V1Container; volume: V1Volume } {
+  return {
+    container: {
+      name: ENVOY_CONTAINER,
+      image: s.envoyImage,
+      restartPolicy: "Always",
+      terminationMessagePolicy: "FallbackToLogsOnError",
+      securityContext: {
+        ...RESTRICTED_CONTAINER,
+        runAsUser: ENVOY_UID,
+        runAsGroup: ENVOY_UID,
+        runAsNonRoot: true,
+      },
+      volumeMounts: [{ name: "envoy-config", mountPath: ENVOY_CONFIG_DIR, readOnly: true }],
+    },
+    volume: { name: "envoy-config", configMap: { name: s.envoyConfigMapRef } },
+  };
+}
+
 /** Same pod spec (hash), not going away, not finished. */
 function reusable(existing: V1Pod, desired: V1Pod): boolean {
   const hash = (p: V1Pod) => p.metadata?.annotations?.[POD_ANNOTATION_POD_HASH];
@@ -484,23 +560,30 @@ export function describePod(pod: V1Pod): string {
   if (pod.status?.reason) parts.push(`reason ${pod.status.reason}`);
   if (pod.status?.message) parts.push(pod.status.message);
   const container = pod.status?.containerStatuses?.find((c) => c.name === POD_CONTAINER);
-  const waiting = container?.state?.waiting;
-  const terminated = container?.state?.terminated;
+  parts.push(...describeContainer("container", container));
+  // ZeroFS starts only once the sidecar runs: a crashing Envoy is why it waits.
+  const envoy = pod.status?.initContainerStatuses?.find((c) => c.name === ENVOY_CONTAINER);
+  parts.push(...describeContainer("envoy sidecar", envoy));
+  return parts.join(", ");
+}
+
+function describeContainer(what: string, status: V1ContainerStatus | undefined): string[] {
+  const waiting = status?.state?.waiting;
+  const terminated = status?.state?.terminated;
+  const parts: string[] = [];
   if (waiting) {
     parts.push(
-      `container waiting: ${waiting.reason ?? "?"}${
-        waiting.message ? ` (${waiting.message})` : ""
-      }`,
+      `${what} waiting: ${waiting.reason ?? "?"}${waiting.message ? ` (${waiting.message})` : ""}`,
     );
   }
   if (terminated) {
     parts.push(
-      `container exited with code ${terminated.exitCode}${
+      `${what} exited with code ${terminated.exitCode}${
         terminated.reason ? ` (${terminated.reason})` : ""
       }`,
     );
   }
-  return parts.join(", ");
+  return parts;
 }
 
 /** The last log lines the kubelet kept (FallbackToLogsOnError) when the container failed. */

@@ -3,8 +3,10 @@ import * as kubeSdk from "@kubernetes/client-node";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import {
   cacheSizeLimit,
+  describePod,
   type InstanceSpec,
   PodRunner,
+  ProcessRunner,
   resolveSettings,
   SettingsError,
   volumePaths,
@@ -106,4 +108,125 @@ Deno.test("PodRunner: a grace period under 120 s is refused", () => {
     () => new PodRunner({ kube: unusedKube(), namespace: "z", nodeName: "n", graceSeconds: 30 }),
     RangeError,
   );
+});
+
+/** What every hardened container must carry, whatever else it sets. */
+const NO_PRIVILEGES = {
+  privileged: false,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ["ALL"] },
+  readOnlyRootFilesystem: true,
+};
+
+Deno.test("podFor: hardened — seccomp RuntimeDefault, ZeroFS uid 0 with no capabilities, read-only root", () => {
+  const spec = runner.podFor(specWith({})).spec!;
+  assert.deepEqual(spec.securityContext, { seccompProfile: { type: "RuntimeDefault" } });
+  assert.equal(spec.containers.length, 1);
+  const zerofs = spec.containers[0];
+  assert.deepEqual(zerofs.securityContext, { ...NO_PRIVILEGES, runAsUser: 0, runAsGroup: 0 });
+  // Read-only root: everything ZeroFS writes lies on a volume — its sockets in the
+  // state dir, its cache in the emptyDir.
+  assert.deepEqual(zerofs.volumeMounts, [
+    { name: "state", mountPath: "/zerofs" },
+    { name: "cache", mountPath: "/cache" },
+  ]);
+  assert.deepEqual(spec.volumes!.map((v) => v.name), ["state", "cache"]);
+  assert.ok(spec.volumes![1].emptyDir, "the cache is an emptyDir");
+  assert.equal(spec.hostNetwork, undefined);
+  assert.equal(spec.hostPID, undefined);
+});
+
+Deno.test('podFor: no Envoy sidecar unless envoyEnabled is "true"', () => {
+  const offs: Record<string, string>[] = [{}, { envoyEnabled: "false" }, { envoyEnabled: "1" }];
+  for (const configMap of offs) {
+    const spec = runner.podFor(specWith(configMap)).spec!;
+    assert.equal(spec.initContainers, undefined, JSON.stringify(configMap));
+    assert.deepEqual(spec.containers.map((c) => c.name), ["zerofs"]);
+    assert.ok(!spec.volumes!.some((v) => v.name === "envoy-config"), JSON.stringify(configMap));
+  }
+});
+
+Deno.test("podFor: envoyEnabled adds the original driver's sidecar, with its defaults, as uid 101 without privileges", () => {
+  const withEnvoy = runner.podFor(specWith({ envoyEnabled: "True" }));
+  const spec = withEnvoy.spec!;
+  // A native sidecar: an init container that keeps running (starts before ZeroFS, stops after it).
+  assert.deepEqual(spec.initContainers, [{
+    name: "envoy",
+    image: "envoyproxy/envoy-distroless:v1.34.4",
+    restartPolicy: "Always",
+    terminationMessagePolicy: "FallbackToLogsOnError",
+    securityContext: { ...NO_PRIVILEGES, runAsUser: 101, runAsGroup: 101, runAsNonRoot: true },
+    volumeMounts: [{ name: "envoy-config", mountPath: "/etc/envoy", readOnly: true }],
+  }]);
+  assert.deepEqual(spec.volumes!.find((v) => v.name === "envoy-config"), {
+    name: "envoy-config",
+    configMap: { name: "envoy-config" },
+  });
+  // ZeroFS itself is unchanged by the sidecar.
+  assert.deepEqual(spec.containers, runner.podFor(specWith({})).spec!.containers);
+
+  const custom = runner.podFor(specWith({
+    envoyEnabled: "true",
+    envoyImage: "registry.example/envoy:v1.35.0",
+    envoyConfigMapRef: "s3-proxy",
+  })).spec!;
+  assert.equal(custom.initContainers![0].image, "registry.example/envoy:v1.35.0");
+  assert.deepEqual(custom.volumes!.find((v) => v.name === "envoy-config")?.configMap, {
+    name: "s3-proxy",
+  });
+  const hash = (p: typeof withEnvoy) => p.metadata!.annotations!["zerofs.csi.driver/pod-hash"];
+  assert.notEqual(hash(withEnvoy), hash(runner.podFor(specWith({}))));
+});
+
+Deno.test("describePod: a crashing Envoy sidecar is named as why ZeroFS has not started", () => {
+  const pod = runner.podFor(specWith({ envoyEnabled: "true" }));
+  pod.status = {
+    phase: "Pending",
+    initContainerStatuses: [{
+      name: "envoy",
+      image: "envoyproxy/envoy-distroless:v1.34.4",
+      imageID: "",
+      ready: false,
+      restartCount: 3,
+      state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 40s" } },
+    }],
+  };
+  assert.equal(
+    describePod(pod),
+    "Pending, envoy sidecar waiting: CrashLoopBackOff (back-off 40s)",
+  );
+});
+
+Deno.test("Envoy keys: only from the ConfigMap, validated naming the key; process mode refuses the sidecar", () => {
+  assert.throws(
+    () => specWith({ envoyImage: "bad image" }),
+    (e) => e instanceof SettingsError && /ConfigMap key "envoyImage"/.test(e.message),
+  );
+  assert.throws(
+    () => specWith({ envoyConfigMapRef: "Envoy_Config" }),
+    (e) => e instanceof SettingsError && /ConfigMap key "envoyConfigMapRef"/.test(e.message),
+  );
+  for (const key of ["envoyEnabled", "envoyImage", "envoyConfigMapRef", "zerofsImage"]) {
+    assert.throws(
+      () => resolveSettings({ parameters: { [key]: "true" }, configMap: {} }),
+      (e) =>
+        e instanceof SettingsError &&
+        e.message.startsWith(`StorageClass parameter "${key}" is not allowed`) &&
+        e.message.includes("only in the ConfigMap"),
+      key,
+    );
+  }
+  const paths = volumePaths("/var/lib/zerofs-csi", "pvc-1");
+  const process = new ProcessRunner({ zerofsBin: "/nonexistent/zerofs" });
+  assert.throws(
+    () =>
+      process.view({ paths, settings: specWith({ envoyEnabled: "true" }).settings, secrets: {} }),
+    (e) =>
+      e instanceof SettingsError &&
+      e.message ===
+        `"envoyEnabled" is "true", but the Envoy sidecar exists only in pod mode: run the node ` +
+          `with --runner=pod, or set "envoyEnabled" to "false" (or remove it) in the ConfigMap`,
+  );
+  const off = process.view({ paths, settings: specWith({}).settings, secrets: {} });
+  assert.equal(off.ninepSocket, paths.ninepSocket);
 });

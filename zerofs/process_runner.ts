@@ -23,7 +23,13 @@ import { checkSocketPath, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { VolumeSettings } from "./settings.ts";
 import { secretEnv, type SecretValues } from "./secrets.ts";
-import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./types.ts";
+import {
+  type InstanceSpec,
+  type InstanceStatus,
+  type RunnerView,
+  SettingsError,
+  type ZeroFsRunner,
+} from "./types.ts";
 import { detectBinaryVersion, type ZeroFsVersion } from "./version.ts";
 
 const RECORD_SCHEMA = 1;
@@ -148,6 +154,12 @@ export class ProcessRunner implements ZeroFsRunner {
 
   /** A local process sees host paths and gets secret values as its environment. */
   view(opts: { paths: VolumePaths; settings: VolumeSettings; secrets: SecretValues }): RunnerView {
+    if (opts.settings.envoyEnabled) {
+      throw new SettingsError(
+        `"envoyEnabled" is "true", but the Envoy sidecar exists only in pod mode: run the node ` +
+          `with --runner=pod, or set "envoyEnabled" to "false" (or remove it) in the ConfigMap`,
+      );
+    }
     const env = secretEnv(opts.secrets);
     return {
       ninepSocket: opts.paths.ninepSocket,

@@ -40,19 +40,28 @@ export const SETTINGS_KEYS: ReadonlySet<string> = new Set([
   "lsmL0MaxSsts",
   "lsmMaxConcurrentCompactions",
   "lsmFlushIntervalSecs",
-]);
-
-/**
- * Keys of the original driver that this driver recognises but does not use.
- * Accepted so old ConfigMaps keep working; `envoyEnabled: "true"` is refused
- * (there is no sidecar here) and `lsmMaxUnflushedGB` is refused (ZeroFS 2.3
- * rejects `max_unflushed_gb`).
- */
-const LEGACY_IGNORED_KEYS: ReadonlySet<string> = new Set([
   "envoyEnabled",
   "envoyImage",
   "envoyConfigMapRef",
 ]);
+
+/**
+ * Settings that choose what runs in the ZeroFS pod: only the ConfigMap (in
+ * the driver namespace, written by the operator) may set them, never a
+ * StorageClass parameter or a PV's volume attributes, which reach the node as
+ * the volume context. The original driver read them from the ConfigMap too.
+ */
+export const CONFIGMAP_ONLY_KEYS: ReadonlySet<string> = new Set([
+  "zerofsImage",
+  "envoyEnabled",
+  "envoyImage",
+  "envoyConfigMapRef",
+]);
+
+/**
+ * Keys of the original driver that this driver recognises but refuses:
+ * `lsmMaxUnflushedGB` (ZeroFS 2.3 rejects `max_unflushed_gb`).
+ */
 const LEGACY_REFUSED_KEYS: ReadonlyMap<string, string> = new Map([
   ["lsmMaxUnflushedGB", "ZeroFS 2.3 has no [lsm] max_unflushed_gb; delete the key"],
 ]);
@@ -73,13 +82,11 @@ export const PARAMETER_ONLY_KEYS: ReadonlySet<string> = new Set([
 export const VOLUME_PARAMETER_KEYS: ReadonlySet<string> = new Set([
   ...PARAMETER_ONLY_KEYS,
   ...SETTINGS_KEYS,
-  ...LEGACY_IGNORED_KEYS,
   ...LEGACY_REFUSED_KEYS.keys(),
 ]);
 
 const CONFIGMAP_KEYS: ReadonlySet<string> = new Set([
   ...SETTINGS_KEYS,
-  ...LEGACY_IGNORED_KEYS,
   ...LEGACY_REFUSED_KEYS.keys(),
 ]);
 
@@ -125,6 +132,15 @@ export interface VolumeSettings {
   lsmL0MaxSsts?: number;
   lsmMaxConcurrentCompactions?: number;
   lsmFlushIntervalSecs?: number;
+  /**
+   * An Envoy sidecar in the ZeroFS pod (pod runner only; see README "Envoy
+   * sidecar"). On only for `"true"` in any case, as in the original driver.
+   */
+  envoyEnabled: boolean;
+  /** The sidecar's image. */
+  envoyImage: string;
+  /** ConfigMap (driver namespace) mounted at `/etc/envoy`; it must hold `envoy.yaml`. */
+  envoyConfigMapRef: string;
 }
 
 /** StorageClass parameters that are not settings. */
@@ -151,6 +167,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<VolumeSettings, "storageURL">> = {
   zerofsImage: "ghcr.io/barre/zerofs:0.16.2",
   podReadyTimeoutSeconds: 120,
   telemetry: false,
+  envoyEnabled: false,
+  envoyImage: "envoyproxy/envoy-distroless:v1.34.4",
+  envoyConfigMapRef: "envoy-config",
 };
 
 // ---------------------------------------------------------------------------
@@ -335,16 +354,24 @@ const parseStorageUrl: Parser<string> = (raw, where) => {
 // ---------------------------------------------------------------------------
 // Validation and resolution
 
-function rejectLegacy(key: string, raw: string, where: string): void {
+function rejectLegacy(key: string, where: string): void {
   const refusal = LEGACY_REFUSED_KEYS.get(key);
   if (refusal) throw new SettingsError(`${where} is not supported: ${refusal}`);
-  // The original enabled envoy on strings.EqualFold(value, "true"); anything else meant off.
-  if (key === "envoyEnabled" && raw.toLowerCase() === "true") {
-    throw new SettingsError(
-      `${where} = "true" is not supported: this driver runs no envoy sidecar; remove the key`,
-    );
-  }
 }
+
+function rejectOutsideConfigMap(key: string, where: string): void {
+  throw new SettingsError(
+    `${where} is not allowed: what runs in the ZeroFS pod is set only in the ConfigMap ` +
+      `(key ${JSON.stringify(key)} of the ConfigMap named by configMapName); remove it here`,
+  );
+}
+
+/**
+ * `envoyEnabled` as the original driver read it (`strings.EqualFold(v, "true")`):
+ * on only for "true" in any case; every other value, also "1" or "yes", means off,
+ * so its ConfigMaps keep the meaning they had.
+ */
+const parseEnvoyEnabled: Parser<boolean> = (raw) => raw.toLowerCase() === "true";
 
 /**
  * Parse one settings key's raw string into its typed value (the same rules
@@ -367,6 +394,9 @@ export function parseSettingValue(key: string, raw: string, where: string): unkn
     case "awsAllowHTTP":
     case "telemetry":
       return parseBoolean(raw, where);
+    case "envoyEnabled":
+      return parseEnvoyEnabled(raw, where);
+    case "envoyConfigMapRef":
     case "awsCredentialsSecretName":
     case "encryptionPasswordSecretName":
       return parseObjectName(raw, where);
@@ -377,6 +407,7 @@ export function parseSettingValue(key: string, raw: string, where: string): unkn
     case "filesystemMaxSizeGB":
       return parsePositiveNumber(raw, where);
     case "zerofsImage":
+    case "envoyImage":
       return parseImage(raw, where);
     case "cpuRequest":
     case "cpuLimit":
@@ -444,8 +475,9 @@ export function validateVolumeParameters(params: Record<string, string>): void {
     }
     if (PARAMETER_ONLY_KEYS.has(key)) parseParameterOnly(key, raw, where);
     else if (raw === "") continue; // unset, as in the original driver
+    else if (CONFIGMAP_ONLY_KEYS.has(key)) rejectOutsideConfigMap(key, where);
     else if (SETTINGS_KEYS.has(key)) parseSettingValue(key, raw, where);
-    else rejectLegacy(key, raw, where);
+    else rejectLegacy(key, where);
   }
 }
 
@@ -484,14 +516,15 @@ function collectRaw(input: ResolveSettingsInput): Map<string, { raw: string; whe
     const where = `ConfigMap key "${key}"`;
     if (raw === "") continue; // unset, as in the original driver
     if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
-    else rejectLegacy(key, raw, where);
+    else rejectLegacy(key, where);
   }
   for (const [key, raw] of Object.entries(input.parameters)) {
     const where = `StorageClass parameter "${key}"`;
     if (raw === "") continue; // unset, as in the original driver
-    if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
+    if (CONFIGMAP_ONLY_KEYS.has(key)) rejectOutsideConfigMap(key, where);
+    else if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
     else if (!PARAMETER_ONLY_KEYS.has(key) && VOLUME_PARAMETER_KEYS.has(key)) {
-      rejectLegacy(key, raw, where);
+      rejectLegacy(key, where);
     }
   }
   return merged;

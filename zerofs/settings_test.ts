@@ -44,7 +44,7 @@ Deno.test("validateVolumeParameters accepts every documented key with a good val
     awsAllowHTTP: "true",
     compression: "zstd-22",
     lsmFlushIntervalSecs: "5",
-    envoyEnabled: "false",
+    envoyEnabled: "", // empty means unset, as in the original driver
   });
   assertEquals(VOLUME_PARAMETER_KEYS.has("awsEndpoint"), true);
 });
@@ -72,7 +72,14 @@ Deno.test("validateVolumeParameters rejects malformed values naming the key", ()
   );
   throwsSettings(() => validateVolumeParameters({ compression: "zstd-23" }), /compression/);
   throwsSettings(() => validateVolumeParameters({ filesystem: "vfat" }), /filesystem/);
-  throwsSettings(() => validateVolumeParameters({ envoyEnabled: "true" }), /envoy/);
+  throwsSettings(
+    () => validateVolumeParameters({ envoyEnabled: "false" }),
+    /^StorageClass parameter "envoyEnabled" is not allowed: .* only in the ConfigMap/,
+  );
+  throwsSettings(
+    () => validateVolumeParameters({ zerofsImage: "example.com/zerofs:0.16.2" }),
+    /^StorageClass parameter "zerofsImage" is not allowed/,
+  );
   throwsSettings(() => validateVolumeParameters({ lsmMaxUnflushedGB: "1" }), /max_unflushed_gb/);
 });
 
@@ -100,7 +107,7 @@ Deno.test("resolveSettings: parameters > ConfigMap > defaults", () => {
       cacheDiskSizeGB: "5",
       cacheMemorySizeGB: "0.5",
       awsCredentialsSecretName: "aws-creds",
-      envoyImage: "ignored",
+      envoyImage: "example.com/envoy:v1.34.4",
     },
     defaults: { zerofsImage: "example/zerofs:1" },
   });
@@ -111,7 +118,32 @@ Deno.test("resolveSettings: parameters > ConfigMap > defaults", () => {
   assertEquals(settings.awsAllowHTTP, false);
   assertEquals(settings.cacheDir, DEFAULT_SETTINGS.cacheDir);
   assertEquals(settings.awsCredentialsSecretName, "aws-creds");
-  assertEquals("envoyImage" in settings, false);
+  assertEquals(settings.envoyImage, "example.com/envoy:v1.34.4");
+  assertEquals(settings.envoyEnabled, false);
+});
+
+Deno.test("Envoy keys: the original driver's defaults and its reading of envoyEnabled", () => {
+  const envoy = (configMap: Record<string, string>) => {
+    const s = resolveSettings({ parameters: {}, configMap });
+    return [s.envoyEnabled, s.envoyImage, s.envoyConfigMapRef];
+  };
+  // Defaults as in jrcichra/zerofs-csi-driver pkg/csi/zerofs.go.
+  assertEquals(envoy({}), [false, "envoyproxy/envoy-distroless:v1.34.4", "envoy-config"]);
+  // strings.EqualFold(v, "true"): only "true", in any case, turns it on.
+  for (const on of ["true", "True", "TRUE"]) assertEquals(envoy({ envoyEnabled: on })[0], true);
+  for (const off of ["false", "1", "yes", "on", ""]) {
+    assertEquals(envoy({ envoyEnabled: off })[0], false, off);
+  }
+  const pinned = "r.example/envoy@sha256:" + "a".repeat(64);
+  assertEquals(envoy({ envoyImage: pinned })[1], pinned);
+  throwsSettings(
+    () => envoy({ envoyImage: "envoy proxy" }),
+    /^invalid ConfigMap key "envoyImage" = "envoy proxy": must be a container image reference/,
+  );
+  throwsSettings(
+    () => envoy({ envoyConfigMapRef: "Envoy_Config" }),
+    /^invalid ConfigMap key "envoyConfigMapRef" = "Envoy_Config": must be a Kubernetes object name/,
+  );
 });
 
 Deno.test("resolveSettings: unknown ConfigMap key, missing storageURL, bad endpoint", () => {

@@ -5,7 +5,9 @@
  * its socket-path length, and root — and says how to fix what is missing.
  *
  * Read-only: it looks at sysfs, /dev, /proc and the state directory and runs
- * `<tool> --version` and `modprobe -n` (dry run); it changes nothing.
+ * `<tool> --version` and `modprobe -n` (dry run); it changes nothing. With
+ * access to the Kubernetes API it also lists what the original Go driver left
+ * in the driver namespace (`doctor_leftovers.ts`).
  *
  * @example
  * ```ts
@@ -26,7 +28,13 @@ import {
   runTool,
   ToolError,
 } from "../../blockdev/mod.ts";
-import { checkSocketPath, MAX_SOCKET_PATH_BYTES, volumePaths } from "../../zerofs/mod.ts";
+import {
+  checkSocketPath,
+  type KubeClient,
+  MAX_SOCKET_PATH_BYTES,
+  volumePaths,
+} from "../../zerofs/mod.ts";
+import { findOriginalLeftovers, leftoverChecks } from "./doctor_leftovers.ts";
 
 /** How much a failed check matters: only `error` makes the node unusable. */
 export type CheckSeverity = "error" | "warning" | "info";
@@ -68,6 +76,11 @@ export interface DoctorOptions {
   uid?: number | null;
   /** Bound for each `--version` / `modprobe -n` call; default 5000. */
   toolTimeoutMs?: number;
+  /**
+   * Where to look for the original driver's leftover pods and Secrets, or why
+   * the API cannot be reached (reported as not checked). Absent: not looked for.
+   */
+  kube?: { client: KubeClient; namespace: string } | { unavailable: string };
 }
 
 /** A host tool the node may run, how to ask its version and where Debian ships it. */
@@ -233,6 +246,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     ),
     checkSocketPaths(ctx.stateDir),
     await guarded("state dir", "error", () => checkStateDir(ctx)),
+    ...await originalDriverChecks(opts.kube),
   ];
   return {
     ok: !checks.some((c) => !c.ok && c.severity === "error"),
@@ -240,6 +254,19 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     attachMode,
     checks,
   };
+}
+
+async function originalDriverChecks(kube: DoctorOptions["kube"]): Promise<DoctorCheck[]> {
+  if (!kube) return [];
+  if ("unavailable" in kube) {
+    return [{
+      name: "original driver leftovers",
+      ok: false,
+      severity: "info",
+      detail: `not checked: ${kube.unavailable}`,
+    }];
+  }
+  return leftoverChecks(await findOriginalLeftovers(kube.client, kube.namespace));
 }
 
 function currentUid(): number | null {

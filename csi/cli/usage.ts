@@ -102,10 +102,15 @@ ${LOGGING}`,
 ${NODE_SHARED}
 ${LOGGING}`,
   doctor: `Usage: zerofs-csi doctor [--state-dir DIR] [--attach-mode kernel|userspace|auto]
+                         [--kubeconfig FILE] [--namespace NS]
 
   Checks the node: the nbd module and nbds_max, the tools and their versions,
   kernel filesystems, socket-path length, state-dir permissions. Exit 1 when
-  something the chosen attach mode needs is missing.`,
+  something the chosen attach mode needs is missing.
+
+  With the Kubernetes API (in a pod, or --kubeconfig), also lists what the
+  original Go driver left in namespace NS (default zerofs): zerofs-volume-<id>
+  pods and zerofs-config-<id> Secrets (names only), with what to do.`,
   version: `Usage: zerofs-csi version`,
 };
 

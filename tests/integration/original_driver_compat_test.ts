@@ -69,13 +69,12 @@ Deno.test("original driver: awsAllowHTTP as ZeroFS's object store reads it; empt
   assert.equal(empty.storageURL, "s3://zerofs");
   assert.equal(empty.awsEndpoint, undefined);
   assert.equal(empty.awsAllowHTTP, false);
-  // envoyEnabled: on only for strings.EqualFold(v, "true"), refused here; anything else was off.
-  assert.throws(
-    () => resolveSettings({ parameters: {}, configMap: { envoyEnabled: "True" } }),
-    /envoy/,
-  );
-  resolveSettings({ parameters: {}, configMap: { envoyEnabled: "1" } });
-  resolveSettings({ parameters: {}, configMap: { envoyEnabled: "false" } });
+  // envoyEnabled: on only for strings.EqualFold(v, "true"); anything else was off.
+  const envoy = (envoyEnabled: string) =>
+    resolveSettings({ parameters: {}, configMap: { envoyEnabled } }).envoyEnabled;
+  assert.equal(envoy("True"), true);
+  assert.equal(envoy("1"), false);
+  assert.equal(envoy("false"), false);
 });
 
 Deno.test("the example encryption password shipped in manifests/base is refused", async () => {

@@ -201,6 +201,7 @@ Deno.test("pod runner: ensure creates exactly this pod, ready through the host s
       tolerations: [{ operator: "Exists" }],
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      securityContext: { seccompProfile: { type: "RuntimeDefault" } },
     });
     assert.deepEqual(volumes, [
       { name: "state", hostPath: { path: spec.stateDir, type: "Directory" } },
@@ -236,6 +237,14 @@ Deno.test("pod runner: ensure creates exactly this pod, ready through the host s
       ],
       resources: { requests: { cpu: "250m" }, limits: { memory: "2Gi" } },
       terminationMessagePolicy: "FallbackToLogsOnError",
+      securityContext: {
+        privileged: false,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ["ALL"] },
+        readOnlyRootFilesystem: true,
+        runAsUser: 0,
+        runAsGroup: 0,
+      },
       volumeMounts: [
         { name: "state", mountPath: "/zerofs" },
         { name: "cache", mountPath: "/cache" },
