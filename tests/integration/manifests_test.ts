@@ -22,9 +22,16 @@ import { ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/
 import { Role } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
 import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding";
 import { CSIDriver } from "kubernetes-models/storage.k8s.io/v1/CSIDriver";
+import { ValidatingAdmissionPolicy } from "kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy";
+import { ValidatingAdmissionPolicyBinding } from "kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1/StorageClass";
 import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
-import { grantAllows, grantsFromManifests, type RequestAttributes } from "../fixtures/kube/rbac.ts";
+import {
+  type Grant,
+  grantAllows,
+  grantsFromManifests,
+  type RequestAttributes,
+} from "../fixtures/kube/rbac.ts";
 import {
   resolveSettings,
   validateVolumeParameters,
@@ -68,6 +75,14 @@ const MODELS: Record<
     module: "rbac.authorization.k8s.io/v1/RoleBinding",
   },
   "storage.k8s.io/v1/CSIDriver": { model: CSIDriver, module: "storage.k8s.io/v1/CSIDriver" },
+  "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": {
+    model: ValidatingAdmissionPolicy,
+    module: "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+  },
+  "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": {
+    model: ValidatingAdmissionPolicyBinding,
+    module: "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding",
+  },
   "storage.k8s.io/v1/StorageClass": {
     model: StorageClass,
     module: "storage.k8s.io/v1/StorageClass",
@@ -153,8 +168,9 @@ for (const k of KUSTOMIZATIONS) {
     assert(ok, `${k}: unknown or mistyped fields:\n${output}`);
   });
 
-  Deno.test(`${k}: RBAC keeps secrets away from the node agent`, async () => {
-    const grants = grantsFromManifests(await render(k));
+  Deno.test(`${k}: the node agent reaches no Secret: not through RBAC, nor through a pod`, async () => {
+    const objects = await render(k);
+    const grants = grantsFromManifests(objects);
     const allowed = (user: string, req: RequestAttributes) =>
       (grants.get(user) ?? []).some((g) => grantAllows(g, req));
     for (const verb of ["get", "list", "watch", "create", "update", "patch", "delete"]) {
@@ -177,13 +193,242 @@ for (const k of KUSTOMIZATIONS) {
     );
     assert(!allowed(CONTROLLER_USER, get("default", "secrets")), "controller reads all secrets");
     assert(!allowed(CONTROLLER_USER, get("zerofs", "secrets", "list")));
-    assert(allowed(NODE_USER, get("zerofs", "pods", "create")));
     assert(!allowed(NODE_USER, get("default", "pods", "create")), "node creates pods anywhere");
     assert(!allowed(NODE_USER, get("default", "pods")), "node reads workload pods");
     assert(allowed(NODE_USER, get("zerofs", "configmaps")));
     assert(!allowed(NODE_USER, get("zerofs", "configmaps", "update")));
+    // A pod reads any Secret of its namespace (secretKeyRef, volumes) and runs as any of
+    // its ServiceAccounts: only the node agent may start one, only in zerofs, and only
+    // through the admission policies (tests/e2e/node_pod_policy_test.ts shows on a real
+    // API server what they admit and refuse).
+    assert.deepEqual(podStarters(grants), [`${NODE_USER} create pods in zerofs`]);
+    assert.deepEqual(nodePodPolicyProblems(objects), []);
   });
 }
+
+/** Workload kinds whose create (or update) makes the cluster start pods. */
+const POD_STARTING = [
+  ["", "pods"],
+  ["", "pods/ephemeralcontainers"],
+  ["", "replicationcontrollers"],
+  ["apps", "deployments"],
+  ["apps", "daemonsets"],
+  ["apps", "statefulsets"],
+  ["apps", "replicasets"],
+  ["batch", "jobs"],
+  ["batch", "cronjobs"],
+];
+
+/** "<user> <verb> <resource> in <namespace>" for every grant that starts a pod. */
+function podStarters(grants: Map<string, Grant[]>): string[] {
+  const found: string[] = [];
+  for (const [user, userGrants] of grants) {
+    for (const [group, resource] of POD_STARTING) {
+      for (const verb of ["create", "update", "patch"]) {
+        for (const namespace of ["zerofs", "default", "kube-system"]) {
+          const req = { verb, group, resource, namespace, name: "x" };
+          if (userGrants.some((g) => grantAllows(g, req))) {
+            found.push(`${user} ${verb} ${resource} in ${namespace}`);
+          }
+        }
+      }
+    }
+  }
+  return found;
+}
+
+/** The users a policy's `matchConditions` select, for the form the policy file uses. */
+function policySelects(policy: KubeObject, user: string): boolean {
+  const conditions = policy.spec.matchConditions ?? [];
+  assert.equal(conditions.length, 1, `${policy.metadata.name}: one match condition expected`);
+  const text = String(conditions[0].expression);
+  const prefix = text.match(/request\.userInfo\.username\.startsWith\('([^']*)'\)/)?.[1];
+  const suffix = text.match(/request\.userInfo\.username\.endsWith\('([^']*)'\)/)?.[1];
+  assert(prefix !== undefined && suffix !== undefined, `${policy.metadata.name}: ${text}`);
+  assert.equal(
+    text.replace(/\s+/g, " "),
+    `request.userInfo.username.startsWith('${prefix}') && ` +
+      `request.userInfo.username.endsWith('${suffix}')`,
+  );
+  return user.startsWith(prefix) && user.endsWith(suffix);
+}
+
+const NODE_POD_PARAMS = "zerofs-csi-node-pods";
+
+/**
+ * Every way the node agent's pod grants escape the admission policies of
+ * node-pod-policy.yaml: each policy exists, fails closed, selects the node agent
+ * (and every other account that may create or delete pods), and is bound with
+ * Deny; the create policy's parameters exist in zerofs and allow what the shipped
+ * settings and the DaemonSet use.
+ */
+function nodePodPolicyProblems(objects: KubeObject[]): string[] {
+  const problems: string[] = [];
+  const check = (ok: boolean, problem: string) => ok || problems.push(problem);
+  const grants = grantsFromManifests(objects);
+  // Where the node agent may create or delete pods (podStarters keeps that to zerofs).
+  const podNamespaces = ["zerofs"];
+  const podUsers = (verb: string) =>
+    [...grants].filter(([, gs]) =>
+      gs.some((g) =>
+        grantAllows(g, { verb, group: "", resource: "pods", namespace: "zerofs", name: "x" })
+      )
+    ).map(([user]) => user);
+  for (
+    const [name, operation, verb] of [
+      ["zerofs-csi-node-pod-create", "CREATE", "create"],
+      ["zerofs-csi-node-pod-delete", "DELETE", "delete"],
+    ]
+  ) {
+    const policy = objects.find((o) =>
+      o.kind === "ValidatingAdmissionPolicy" && o.metadata.name === name
+    );
+    const binding = objects.find((o) =>
+      o.kind === "ValidatingAdmissionPolicyBinding" && o.spec.policyName === name
+    );
+    if (!policy || !binding) {
+      problems.push(`${name}: ${policy ? "no binding" : "no policy"}`);
+      continue;
+    }
+    check(policy.spec.failurePolicy === "Fail", `${name}: failurePolicy is not Fail`);
+    const rules = policy.spec.matchConstraints?.resourceRules ?? [];
+    check(
+      rules.some((r: KubeObject) =>
+        r.apiGroups?.includes("") && r.resources?.includes("pods") &&
+        r.operations?.includes(operation)
+      ),
+      `${name}: does not match ${operation} of pods`,
+    );
+    for (const user of podUsers(verb)) {
+      check(policySelects(policy, user), `${name}: does not apply to ${user}`);
+    }
+    check(!policySelects(policy, CONTROLLER_USER), `${name}: applies to the controller`);
+    check(
+      JSON.stringify(binding.spec.validationActions) === '["Deny"]',
+      `${name}: binding does not Deny`,
+    );
+    const scope = binding.spec.matchResources;
+    check(
+      Object.keys(scope ?? {}).every((key) => key === "namespaceSelector") &&
+        Object.keys(scope?.namespaceSelector ?? {}).every((key) => key === "matchLabels"),
+      `${name}: binding narrows what the policy matches beyond namespace labels`,
+    );
+    const selected = Object.entries(scope?.namespaceSelector?.matchLabels ?? {});
+    for (const ns of podNamespaces) {
+      const labels = objects.find((o) => o.kind === "Namespace" && o.metadata.name === ns)
+        ?.metadata.labels ?? {};
+      check(
+        selected.every(([key, value]) => labels[key] === value),
+        `${name}: binding skips namespace ${ns}`,
+      );
+    }
+    if (operation === "CREATE") {
+      // Parameters are looked up before matchConditions: a binding for every namespace
+      // would refuse everyone's pods wherever the ConfigMap is absent.
+      check(selected.length > 0, `${name}: binding applies in namespaces without its parameters`);
+      check(
+        binding.spec.paramRef?.name === NODE_POD_PARAMS &&
+          binding.spec.paramRef?.namespace === undefined &&
+          binding.spec.paramRef?.parameterNotFoundAction === "Deny",
+        `${name}: paramRef is not ${NODE_POD_PARAMS} of the pod's namespace, denying without it`,
+      );
+    }
+  }
+  const params = objects.find((o) =>
+    o.kind === "ConfigMap" && o.metadata.name === NODE_POD_PARAMS &&
+    o.metadata.namespace === "zerofs"
+  );
+  if (!params) return [...problems, `no ConfigMap zerofs/${NODE_POD_PARAMS}`];
+  const list = (key: string) => String(params.data?.[key] ?? "").split(" ");
+  for (const sc of objects.filter((o) => o.kind === "StorageClass")) {
+    const cm = objects.find((o) =>
+      o.kind === "ConfigMap" && o.metadata.name === sc.parameters?.configMapName
+    );
+    const settings = resolveSettings({ parameters: sc.parameters, configMap: cm?.data });
+    const where = `StorageClass ${sc.metadata.name}`;
+    check(list("zerofsImages").includes(settings.zerofsImage), `${where}: image not allowed`);
+    check(list("envoyImages").includes(settings.envoyImage), `${where}: Envoy image not allowed`);
+    check(
+      list("envoyConfigMaps").includes(settings.envoyConfigMapRef),
+      `${where}: Envoy ConfigMap not allowed`,
+    );
+    for (
+      const secret of [settings.encryptionPasswordSecretName, settings.awsCredentialsSecretName]
+    ) {
+      if (secret) check(list("secrets").includes(secret), `${where}: Secret ${secret} not allowed`);
+    }
+  }
+  const agent = find(objects, "DaemonSet", "zerofs-csi-node").spec.template.spec.containers
+    .find((c: KubeObject) => c.name === "zerofs-csi");
+  const stateDir = agent.args[agent.args.indexOf("--state-dir") + 1];
+  check(params.data?.stateDir === stateDir, `stateDir ${params.data?.stateDir} is not ${stateDir}`);
+  return problems;
+}
+
+Deno.test("the node pod policy check catches each gap", async () => {
+  const base = await render("base");
+  const mutated = (change: (objects: KubeObject[]) => KubeObject[] | void) => {
+    const objects = structuredClone(base);
+    return nodePodPolicyProblems(change(objects) ?? objects);
+  };
+  const byName = (objects: KubeObject[], kind: string, name: string) =>
+    objects.find((o) => o.kind === kind && o.metadata.name === name)!;
+  const cases: Array<[string[], string]> = [
+    [
+      mutated((o) =>
+        o.filter((x) =>
+          !(x.kind === "ValidatingAdmissionPolicyBinding" &&
+            x.metadata.name === "zerofs-csi-node-pod-create")
+        )
+      ),
+      "zerofs-csi-node-pod-create: no binding",
+    ],
+    [
+      mutated((o) => {
+        byName(o, "ValidatingAdmissionPolicy", "zerofs-csi-node-pod-delete").spec
+          .matchConditions[0].expression =
+            "request.userInfo.username.startsWith('system:serviceaccount:') && " +
+            "request.userInfo.username.endsWith(':zerofs-node')";
+      }),
+      `zerofs-csi-node-pod-delete: does not apply to ${NODE_USER}`,
+    ],
+    [
+      mutated((o) => {
+        byName(o, "ValidatingAdmissionPolicyBinding", "zerofs-csi-node-pod-create").spec
+          .validationActions = ["Audit"];
+      }),
+      "zerofs-csi-node-pod-create: binding does not Deny",
+    ],
+    [
+      mutated((o) => {
+        delete byName(o, "ValidatingAdmissionPolicyBinding", "zerofs-csi-node-pod-create").spec
+          .matchResources;
+      }),
+      "zerofs-csi-node-pod-create: binding applies in namespaces without its parameters",
+    ],
+    [
+      mutated((o) => {
+        byName(o, "Namespace", "zerofs").metadata.labels = {};
+      }),
+      "zerofs-csi-node-pod-create: binding skips namespace zerofs",
+    ],
+    [
+      mutated((o) => {
+        byName(o, "ConfigMap", "zerofs-default").data.zerofsImage = "ghcr.io/barre/zerofs:0.17.0";
+      }),
+      "StorageClass zerofs: image not allowed",
+    ],
+    [
+      mutated((o) => {
+        byName(o, "ConfigMap", NODE_POD_PARAMS).data.stateDir = "/var/lib/other";
+      }),
+      "stateDir /var/lib/other is not /var/lib/zerofs-csi",
+    ],
+  ];
+  for (const [problems, expected] of cases) {
+    assert(problems.includes(expected), `expected "${expected}" in ${JSON.stringify(problems)}`);
+  }
+});
 
 Deno.test("the unknown-field check catches a misspelled field", async () => {
   const objects = await render("base");
