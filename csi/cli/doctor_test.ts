@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { dirname } from "node:path";
 import { type Runner, type RunResult, ToolError } from "../../blockdev/mod.ts";
 import {
   type DoctorCheck,
@@ -265,21 +266,52 @@ Deno.test("kernel filesystems: listed, loadable as a module, or missing", async 
   });
 });
 
+/**
+ * Can a unix socket really be bound at `path`? An answer independent of the
+ * doctor: sun_path holds 108 bytes with the NUL, and a longer path is refused.
+ */
+async function kernelBindsSocketAt(path: string): Promise<boolean> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ transport: "unix", path });
+  } catch {
+    return false;
+  }
+  listener.close();
+  await Deno.remove(path).catch(() => {}); // close() may already have removed it
+  return true;
+}
+
+/** A state dir of exactly `bytes` bytes under `root` (padded with "d"). */
+function stateDirOfLength(root: string, bytes: number): string {
+  return `${root}/${"d".repeat(bytes - root.length - 1)}`;
+}
+
 Deno.test("a state dir too long for unix sockets is an error with the length to use", async () => {
   await withFakeNode({}, async (node) => {
-    const stateDir = `${node.root}/${"s".repeat(90)}`;
-    const report = await runDoctor(options(node, { stateDir }));
-    const socket = check(report, "socket path length");
-    assert.equal(socket.ok, false);
+    // A volume's longest socket is <state dir>/v/<16 hex digits>/nbd.sock: 28 bytes more
+    // than the state dir (zerofs/paths.ts), so 107 - 28 = 79 bytes is the longest that fits.
+    const longestFitting = 79;
+    const socketOf = (stateDir: string) => `${stateDir}/v/0123456789abcdef/nbd.sock`;
+    const fits = stateDirOfLength(node.root, longestFitting);
+    const tooLong = stateDirOfLength(node.root, longestFitting + 1);
+    // A real bind agrees, independently of the doctor.
+    assert.equal(await kernelBindsSocketAt(socketOf(fits)), true, "79 bytes fit");
+    assert.equal(await kernelBindsSocketAt(socketOf(tooLong)), false, "80 bytes do not");
+
+    const over = check(await runDoctor(options(node, { stateDir: tooLong })), "socket path length");
+    assert.deepEqual([over.ok, over.severity], [false, "error"]);
+    assert.match(over.detail, /is 108 bytes; the kernel allows 107/);
+    assert.equal(over.fix, `Use a --state-dir at most ${longestFitting} bytes long.`);
+    const report = await runDoctor(options(node, { stateDir: `${node.root}/${"s".repeat(90)}` }));
     assert.equal(report.ok, false);
-    assert.match(socket.detail, /the kernel allows 107/);
-    const maxLength = Number(/at most (\d+) bytes/.exec(socket.fix ?? "")?.[1]);
-    // The suggested length is exactly the one that fits.
-    const fits = await runDoctor(options(node, { stateDir: "/" + "d".repeat(maxLength - 1) }));
-    assert.equal(check(fits, "socket path length").ok, true);
-    assert.match(check(fits, "socket path length").detail, /^107 bytes/);
-    const over = await runDoctor(options(node, { stateDir: "/" + "d".repeat(maxLength) }));
-    assert.equal(check(over, "socket path length").ok, false);
+
+    const ok = check(await runDoctor(options(node, { stateDir: fits })), "socket path length");
+    assert.deepEqual(
+      [ok.ok, ok.detail],
+      [true, "107 bytes for any volume ID (limit 107)"],
+    );
   });
 });
 

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { armFailpointsFromEnv } from "../failpoints.ts";
 import { createIdentityService } from "../identity.ts";
 import { registerNode } from "../known_nodes.ts";
 import { VolumeLocks } from "../locks.ts";
@@ -92,6 +93,7 @@ export async function runNode(argv: string[]): Promise<number> {
   if (flags.help) return printUsage("node");
   const opts = nodeOptions("node", flags);
   const log = loggerFrom("node", flags);
+  armFailpointsFromEnv(log);
   const ctx = await createNodeContext(opts, log);
   await recoverNodeState(ctx);
   // A controller reading the registry publishes only to nodes that wrote their record.

@@ -40,6 +40,7 @@ import {
   type ZeroFsVersion,
 } from "../../zerofs/mod.ts";
 import { alreadyExists, failedPrecondition } from "../errors.ts";
+import { failpoint } from "../failpoints.ts";
 import type { NodeContext } from "./context.ts";
 import { decideFormat, FormatRefusedError } from "./format_once.ts";
 import { makeDirNoFollow } from "./host_paths.ts";
@@ -116,6 +117,7 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
     const attachment = connected ??
       await clock.time("attach", () => attach(ctx, { state, paths, input, undo }));
     state = { ...state, attachment };
+    failpoint("stage.after-attach");
     if (input.capability.accessType === "mount") {
       const growFs = !input.readOnly && (files.deviceGrown || prior?.fsGrowPending === true);
       if (growFs) {

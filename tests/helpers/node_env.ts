@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { listLoopDevices, readMountInfo } from "../../blockdev/mod.ts";
+import { FAILPOINT_EXIT_CODE } from "../../csi/failpoints.ts";
 import type { NodeVolumeState } from "../../csi/node/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
@@ -42,11 +43,18 @@ export interface NodeEnvironment {
   startOtherNode(
     name: string,
   ): Promise<{ driver: RunningDriver; stateDir: string; kubeletDir: string }>;
-  /** Start the node agent again (after `node.stop()` or a kill). */
-  restartNode(): Promise<RunningDriver>;
+  /**
+   * Start the node agent again (after `node.stop()` or a kill); `env` adds
+   * variables to this one start only (e.g. `ZEROFS_CSI_FAILPOINTS`).
+   */
+  restartNode(o?: { env?: Record<string, string> }): Promise<RunningDriver>;
   /** Start the controller again (after `controller.stop()`), on the same state and records. */
   restartController(): Promise<RunningDriver>;
-  /** Stop both services and remove the directory (after the test unstaged everything). */
+  /**
+   * Stop both services and remove the directory (after the test unstaged
+   * everything). Every step runs; then it throws if a service did not stop
+   * cleanly (e.g. left its socket behind).
+   */
   stop(): Promise<void>;
 }
 
@@ -154,8 +162,12 @@ export async function startNodeEnvironment(
     join(dir, "nodes"),
     ...(opts.extraNodeArgs ?? []),
   ];
-  const startNode = () =>
-    startDriver({ mode: "node", args: nodeArgs({ name: "node", stateDir, kubeletDir }), env });
+  const startNode = (extraEnv: Record<string, string> = {}) =>
+    startDriver({
+      mode: "node",
+      args: nodeArgs({ name: "node", stateDir, kubeletDir }),
+      env: { ...env, ...extraEnv },
+    });
   const environment: NodeEnvironment = {
     dir,
     stateDir,
@@ -169,8 +181,8 @@ export async function startNodeEnvironment(
       await s3.stop();
       throw e;
     }),
-    async restartNode() {
-      environment.node = await startNode();
+    async restartNode(o = {}) {
+      environment.node = await startNode(o.env);
       return environment.node;
     },
     async restartController() {
@@ -188,13 +200,36 @@ export async function startNodeEnvironment(
       return { driver, stateDir: other.stateDir, kubeletDir: other.kubeletDir };
     },
     async stop() {
-      await environment.node.stop().catch(() => {});
-      await environment.controller.stop().catch(() => {});
+      const problems: string[] = [];
+      const attempt = (what: string, step: () => Promise<unknown>) =>
+        step().catch((e) => problems.push(`${what}: ${e instanceof Error ? e.message : e}`));
+      await attempt("node agent stop", () => stopUnlessKilled(environment.node));
+      await attempt("controller stop", () => stopUnlessKilled(environment.controller));
       await s3.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+      if (problems.length > 0) throw new Error(problems.join("\n"));
     },
   };
   return environment;
+}
+
+/**
+ * Stop a driver, asserting it exits cleanly and removes its socket. One that
+ * already exited is fine if a test killed it on purpose (a signal, a
+ * failpoint) or stopped it (exit 0, its own stop() checked the socket).
+ */
+async function stopUnlessKilled(driver: RunningDriver): Promise<void> {
+  const exited = await Promise.race([
+    driver.process.status,
+    new Promise<undefined>((r) => setTimeout(() => r(undefined), 0)),
+  ]);
+  if (!exited) {
+    await driver.stop();
+    return;
+  }
+  driver.client.close();
+  if (exited.signal !== null || exited.code === 0 || exited.code === FAILPOINT_EXIT_CODE) return;
+  throw new Error(`it had exited on its own with code ${exited.code}; output:\n${driver.output()}`);
 }
 
 /** One process as /proc shows it. */
@@ -423,7 +458,9 @@ async function collectSockets(dir: string, out: string[]): Promise<void> {
  * node still records is unpublished and unstaged through the CSI API (the
  * agent restarted if a test killed it); whatever that could not remove is
  * removed by hand (lazy unmounts, `losetup -d`, SIGKILL), then both drivers
- * stop and the directory goes.
+ * stop and the directory goes. Anything the teardown had to remove by hand,
+ * a clean-up call that failed, or a driver that did not stop cleanly fails
+ * the test (after the clean-up): a leak belongs to the test that made it.
  */
 export async function withNodeEnvironment(
   fn: (env: NodeEnvironment) => Promise<void>,
@@ -432,8 +469,18 @@ export async function withNodeEnvironment(
   const env = await startNodeEnvironment(opts);
   try {
     await fn(env);
-  } finally {
-    await tearDownNodeEnvironment(env);
+  } catch (e) {
+    // The test's own failure comes first; a leak after it is reported, not lost.
+    await tearDownNodeEnvironment(env).catch((leak) => console.error(`${leak}`));
+    throw e;
+  }
+  await tearDownNodeEnvironment(env);
+}
+
+/** Thrown by the teardown when the test left something behind. */
+export class LeftBehindError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`the test left things behind (cleaned up now):\n- ${problems.join("\n- ")}`);
   }
 }
 
@@ -442,49 +489,73 @@ export async function withNodeEnvironment(
  * every volume the node records (restarting a killed agent first), remove by
  * hand what that could not, then stop both drivers and remove the directory.
  * A volume left staged would outlive the run as a FUSE mount whose daemon is
- * gone once the session ends.
+ * gone once the session ends. Throws {@linkcode LeftBehindError} after all
+ * of that when a clean-up call failed, something had to be removed by hand,
+ * or a driver did not stop cleanly (its socket left behind).
  */
 export async function tearDownNodeEnvironment(env: NodeEnvironment): Promise<void> {
-  await cleanUpVolumes(env).catch((e) => console.error(`cleanup through CSI failed: ${e}`));
-  await forceCleanUp(env);
-  await env.stop();
+  const problems = await cleanUpVolumes(env).catch((e) => [`clean-up through CSI failed: ${e}`]);
+  const left = await forceCleanUp(env);
+  if (left) problems.push(`removed by hand: ${JSON.stringify(left)}`);
+  await env.stop().catch((e) => problems.push(`${e instanceof Error ? e.message : e}`));
+  if (problems.length > 0) throw new LeftBehindError(problems);
 }
 
 const CLEANUP_CALL_MS = 60_000;
 
-function cleanUpVolumes(env: NodeEnvironment): Promise<void> {
-  return unstageThroughLiveAgent({
+function cleanUpVolumes(env: NodeEnvironment): Promise<string[]> {
+  return unstageThroughLiveAgentReporting({
     node: () => env.node,
     restart: () => env.restartNode(),
     stateDir: env.stateDir,
   });
 }
 
-/**
- * Make sure the node agent answers (restarting it if a test killed it), then
- * unpublish and unstage everything its state directory records.
- */
-export async function unstageThroughLiveAgent(o: {
+/** Where a node agent runs and how to start it again. */
+interface LiveAgent {
   node: () => RunningDriver;
   restart: () => Promise<unknown>;
   stateDir: string;
-}): Promise<void> {
+}
+
+/**
+ * Make sure the node agent answers (restarting it if a test killed it), then
+ * unpublish and unstage everything its state directory records; throws
+ * after trying them all if any call failed.
+ */
+export async function unstageThroughLiveAgent(o: LiveAgent): Promise<void> {
+  const failures = await unstageThroughLiveAgentReporting(o);
+  if (failures.length > 0) throw new Error(`clean-up calls failed: ${failures.join("; ")}`);
+}
+
+/** {@linkcode unstageThroughLiveAgent}, returning the failed calls instead of throwing. */
+async function unstageThroughLiveAgentReporting(o: LiveAgent): Promise<string[]> {
   const alive = await o.node().client.node.NodeGetCapabilities({}, 2_000).then(
     () => true,
     () => false,
   );
   if (!alive) {
+    // Killed by the test: its socket is stale by design, the restart replaces it.
     await o.node().stop().catch(() => {});
     await o.restart();
   }
-  await unstageRecordedVolumes(o.node().client, o.stateDir);
+  return await unstageRecordedVolumes(o.node().client, o.stateDir);
 }
 
 /**
  * Unpublish and unstage, through the CSI API, every volume a node's state
- * directory still records (test clean-up; failures are printed, not thrown).
+ * directory still records (test clean-up). Failures are printed and
+ * returned, never thrown, so that every volume gets its turn.
  */
-export async function unstageRecordedVolumes(client: CsiClient, stateDir: string): Promise<void> {
+export async function unstageRecordedVolumes(
+  client: CsiClient,
+  stateDir: string,
+): Promise<string[]> {
+  const failures: string[] = [];
+  const note = (what: string) => (e: unknown) => {
+    console.error(`cleanup: ${what}: ${e}`);
+    failures.push(`${what}: ${e}`);
+  };
   for await (const entry of readDirIfExists(join(stateDir, "v"))) {
     const text = await Deno.readTextFile(join(stateDir, "v", entry.name, "state.json"))
       .catch(() => null);
@@ -496,15 +567,16 @@ export async function unstageRecordedVolumes(client: CsiClient, stateDir: string
           { volume_id: state.volumeId, target_path: t.path },
           CLEANUP_CALL_MS,
         )
-      ).catch((e) => console.error(`cleanup: unpublish ${t.path}: ${e}`));
+      ).catch(note(`unpublish ${t.path}`));
     }
     await whenNotBusy(() =>
       client.node.NodeUnstageVolume(
         { volume_id: state.volumeId, staging_target_path: state.stagingPath },
         CLEANUP_CALL_MS,
       )
-    ).catch((e) => console.error(`cleanup: unstage ${state.volumeId}: ${e}`));
+    ).catch(note(`unstage ${state.volumeId}`));
   }
+  return failures;
 }
 
 /** gRPC ABORTED: the volume is busy with another call. */
@@ -527,14 +599,16 @@ async function whenNotBusy<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function forceCleanUp(env: NodeEnvironment): Promise<void> {
+/** Remove by hand what the CSI calls left; returns what that was, if anything. */
+async function forceCleanUp(env: NodeEnvironment): Promise<HostLeftovers | undefined> {
   const left = await findLeftovers(env);
-  if (Object.values(left).every((list) => list.length === 0)) return;
+  if (Object.values(left).every((list) => list.length === 0)) return undefined;
   console.error(`cleanup by hand: ${JSON.stringify(left, null, 2)}`);
   await removeLeftoversUnder(
     env.dir,
     new Set([env.node.process.pid, env.controller.process.pid, Deno.pid]),
   );
+  return left;
 }
 
 /**
@@ -543,11 +617,12 @@ async function forceCleanUp(env: NodeEnvironment): Promise<void> {
  */
 export async function removeLeftoversUnder(dir: string, keepPids: Set<number>): Promise<void> {
   const under = (p: string) => p.startsWith(dir + "/");
+  // Listed before the unmounts: once a FUSE mount is detached, its loop
+  // device's backing file reads as "/nbd", no longer under `dir`.
+  const loops = (await listLoopDevices()).filter((l) => under(l.backingFile));
   const mounts = (await readMountInfo()).filter((m) => under(m.mountPoint)).reverse();
   for (const m of mounts) await quiet("umount", ["-l", m.mountPoint]);
-  for (const l of await listLoopDevices()) {
-    if (under(l.backingFile)) await quiet("losetup", ["-d", l.device]);
-  }
+  for (const l of loops) await quiet("losetup", ["-d", l.device]);
   for (const p of await listProcesses()) {
     if (!keepPids.has(p.pid) && p.argv.some((a) => a.includes(dir))) {
       try {

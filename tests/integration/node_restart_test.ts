@@ -1,6 +1,7 @@
 /**
- * The node agent killed and restarted: a stage interrupted between attach
- * and mount resumes on the same device without a format; an idle staged and
+ * The node agent killed and restarted: a stage killed between attach and
+ * mount (the `stage.after-attach` failpoint) resumes on the same device
+ * without a format, or unstages without a trace; an idle staged and
  * published volume keeps working across the restart; and when its nbdfuse
  * dies with it (a container restart in userspace mode) the volume reports
  * abnormal and unstage + stage bring it back with its data.
@@ -10,7 +11,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { findMountByTarget } from "../../blockdev/mod.ts";
+import { type Attachment, findMountByTarget, readMountInfo } from "../../blockdev/mod.ts";
+import { FAILPOINT_EXIT_CODE, FAILPOINTS_ENV } from "../../csi/failpoints.ts";
 import {
   assertNothingLeft,
   findLeftovers,
@@ -42,44 +44,126 @@ function formatLines(output: string, volumeId: string): string[] {
   );
 }
 
-Deno.test("node restart: killed between attach and mount → same device, no reformat", async () => {
+/**
+ * A stage that dies at the `stage.after-attach` failpoint: the agent exits
+ * with the failpoint's code after attaching, before anything is formatted or
+ * mounted. Asserts that it died exactly there and returns what it left.
+ */
+async function dieBetweenAttachAndMount(
+  env: NodeEnvironment,
+  req: ReturnType<typeof nodeRequests>,
+): Promise<Attachment> {
+  const name = req.stage.volume_id;
+  await env.node.stop();
+  await env.restartNode({ env: { [FAILPOINTS_ENV]: "stage.after-attach" } });
+  const dying = env.node;
+  const answer = await dying.client.node.NodeStageVolume(req.stage).then(
+    () => "answered",
+    (e) => String(e),
+  );
+  assert.notEqual(answer, "answered", "the stage must not finish");
+  const status = await dying.process.status;
+  dying.client.close();
+  assert.equal(status.code, FAILPOINT_EXIT_CODE, `the agent died elsewhere:\n${dying.output()}`);
+  const reached = dying.output().split("\n").filter((l) => l.includes("failpoint reached"));
+  assert.equal(reached.length, 1, dying.output());
+  assert.equal(JSON.parse(reached[0]).failpoint, "stage.after-attach");
+  assert.deepEqual(formatLines(dying.output(), name), [], "it died before any mkfs");
+
+  // Attached: the device recorded and connected (its loop device bound to
+  // the nbdfuse file, the helper alive); nothing mounted at the staging path.
+  const state = await readVolumeState(env, name);
+  assert.equal(state?.phase, "staging");
+  const attachment = state.attachment;
+  assert.ok(attachment?.device, JSON.stringify(state));
+  assert.equal(attachment.mode, "userspace", "this host attaches through nbdfuse + loop");
+  const loops = (await findLeftovers(env)).loopDevices;
+  assert.deepEqual(loops.map((l) => l.split(" ")[0]), [attachment.device]);
+  assert.ok(attachment.helperPid !== undefined && isAlive(attachment.helperPid), "nbdfuse runs");
+  assert.equal(await findMountByTarget(req.staging), undefined, "nothing mounted at staging");
+  const mounts = (await readMountInfo()).filter((m) => m.source === attachment.device);
+  assert.deepEqual(mounts, [], "the device is mounted nowhere");
+  return attachment;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A new 1 GiB ext4 volume staged once (formatted), 100 KB synced to it, unstaged clean. */
+async function formattedVolumeWithData(env: NodeEnvironment, name: string) {
+  const volume = await createVolume(env.controller.client, { name, kind: "ext4", sizeBytes: GiB });
+  const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
+  await env.node.client.node.NodeStageVolume(req.stage);
+  assert.equal(formatLines(env.node.output(), name).length, 1, "the first stage formats");
+  const data = randomBytes(100_000);
+  await writeFileSynced(join(req.staging, "before-crash.bin"), data);
+  const processes = await volumeProcesses(env, name);
+  await env.node.client.node.NodeUnstageVolume(req.unstage);
+  await assertNothingLeft(env, processes);
+  return { req, data };
+}
+
+Deno.test("node restart: an unknown failpoint name is refused at start, naming the variable", async () => {
+  await withNodeEnvironment(async (env) => {
+    await env.node.stop();
+    await assert.rejects(
+      env.restartNode({ env: { [FAILPOINTS_ENV]: "stage.after-atach" } }),
+      /ZEROFS_CSI_FAILPOINTS names unknown failpoint\(s\) "stage\.after-atach"; valid names: stage\.after-attach/,
+    );
+    await env.restartNode();
+  });
+});
+
+Deno.test("node restart: killed between attach and mount → restage on the same device, no reformat", async () => {
   await withNodeEnvironment(async (env) => {
     const name = "pvc-crash-mid-stage";
-    const volume = await createVolume(env.controller.client, {
-      name,
-      kind: "ext4",
-      sizeBytes: GiB,
-    });
-    const req = nodeRequests(volume, { kind: "ext4", kubeletDir: env.kubeletDir });
-    await env.node.client.node.NodeStageVolume(req.stage);
-    assert.equal(formatLines(env.node.output(), name).length, 1, "the first stage formats");
-    const data = randomBytes(100_000);
-    await writeFileSynced(join(req.staging, "before-crash.bin"), data);
-    const before = await readVolumeState(env, name);
-    assert.ok(before?.attachment?.device);
-    const loopsBefore = (await findLeftovers(env)).loopDevices;
-    assert.equal(loopsBefore.length, 1);
+    const { req, data } = await formattedVolumeWithData(env, name);
+    const attachment = await dieBetweenAttachAndMount(env, req);
 
-    // The agent dies; what it left is an attached device with no mount on it,
-    // which is exactly the state between attach and mount of a stage.
-    await killNode(env);
-    const umount = await new Deno.Command("umount", { args: [req.staging] }).output();
-    assert.equal(umount.code, 0, new TextDecoder().decode(umount.stderr));
-    assert.equal(await findMountByTarget(req.staging), undefined);
     await env.restartNode();
-
+    assert.match(env.node.output(), /volume needs attention.*pvc-crash-mid-stage/);
     await env.node.client.node.NodeStageVolume(req.stage);
     const after = await readVolumeState(env, name);
     assert.equal(after?.phase, "staged");
-    assert.deepEqual(after?.attachment, before.attachment, "the same device and helper");
-    assert.deepEqual((await findLeftovers(env)).loopDevices, loopsBefore, "no second device");
-    assert.equal((await findMountByTarget(req.staging))?.source, before.attachment.device);
+    assert.deepEqual(after?.attachment, attachment, "the same device and helper");
+    assert.deepEqual(
+      (await findLeftovers(env)).loopDevices.map((l) => l.split(" ")[0]),
+      [attachment.device],
+      "no second device",
+    );
+    assert.equal((await findMountByTarget(req.staging))?.source, attachment.device);
     assert.deepEqual(formatLines(env.node.output(), name), [], "no mkfs after the restart");
     await assertContent(join(req.staging, "before-crash.bin"), data);
 
     const processes = await volumeProcesses(env, name);
     await env.node.client.node.NodeUnstageVolume(req.unstage);
     await assertNothingLeft(env, processes);
+  });
+});
+
+Deno.test("node restart: killed between attach and mount → unstage leaves nothing, data intact", async () => {
+  await withNodeEnvironment(async (env) => {
+    const name = "pvc-crash-mid-stage-unstage";
+    const { req, data } = await formattedVolumeWithData(env, name);
+    await dieBetweenAttachAndMount(env, req);
+
+    await env.restartNode();
+    const processes = await volumeProcesses(env, name);
+    await env.node.client.node.NodeUnstageVolume(req.unstage);
+    await assertNothingLeft(env, processes);
+
+    await env.node.client.node.NodeStageVolume(req.stage);
+    assert.deepEqual(formatLines(env.node.output(), name), [], "no mkfs after the restart");
+    await assertContent(join(req.staging, "before-crash.bin"), data);
+    const restaged = await volumeProcesses(env, name);
+    await env.node.client.node.NodeUnstageVolume(req.unstage);
+    await assertNothingLeft(env, restaged);
   });
 });
 

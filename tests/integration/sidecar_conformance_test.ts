@@ -1,32 +1,33 @@
 /**
  * Drives the real controller the way external-provisioner, external-attacher
- * and external-resizer do, and checks every response field they read.
+ * and external-resizer do, and checks every response field they read; its
+ * volumes live on a real S3 server (MinIO), so DeleteVolume must really
+ * remove the volume's objects and its record.
  */
 
 import assert from "node:assert/strict";
-import { makeTestDir, startDriver } from "../helpers/driver.ts";
+import { startS3 } from "../fixtures/s3.ts";
+import { listBucketKeys } from "../helpers/bucket.ts";
+import {
+  BUCKET,
+  putObjects,
+  rawClient,
+  startS3Controller,
+  volumeKeys,
+  writeSettingsFile,
+} from "../helpers/controller_s3.ts";
+import { makeTestDir, type RunningDriver } from "../helpers/driver.ts";
 
 const GiB = 1024 ** 3;
 
 Deno.test("sidecar conformance: provisioner → attacher → resizer → attacher → provisioner", async () => {
   const dir = await makeTestDir();
-  // Volumes at memory:// so the object-store steps (pre-flight, deleting the
-  // objects) have nothing to reach; delete_volume_test.ts covers them on MinIO.
-  await Deno.writeTextFile(`${dir}/settings.toml`, `storageURL = "memory://"\n`);
-  const driver = await startDriver({
-    mode: "controller",
-    args: [
-      "--endpoint",
-      `unix://${dir}/csi.sock`,
-      "--state-dir",
-      `${dir}/state`,
-      "--config-source",
-      "file",
-      "--settings-file",
-      `${dir}/settings.toml`,
-    ],
-  });
+  const s3 = await startS3();
+  let driver: RunningDriver | undefined;
   try {
+    await s3.createBucket(BUCKET);
+    const settingsFile = await writeSettingsFile(dir, s3);
+    driver = await startS3Controller({ dir, stateDir: `${dir}/state`, settingsFile, s3 });
     const { identity, controller } = driver.client;
     // All three sidecars: driver name and controller capabilities at start.
     const info = await identity.GetPluginInfo();
@@ -73,6 +74,9 @@ Deno.test("sidecar conformance: provisioner → attacher → resizer → attache
     assert.equal(vol.volume_context.capacityBytes, String(GiB));
     assert.deepEqual(vol.accessible_topology, [], "no topology without the capability");
     assert.equal(vol.content_source, null);
+    // The record goes to the object store next to the volumes (settings: s3://volumes/base).
+    const record = `base/.zerofs-csi-volumes/${pvName}.json`;
+    assert.deepEqual(await listBucketKeys(s3, BUCKET, record), [record], "record in S3");
 
     // external-attacher: publish with the PV's context, store publish_context.
     const published = await controller.ControllerPublishVolume({
@@ -103,15 +107,36 @@ Deno.test("sidecar conformance: provisioner → attacher → resizer → attache
     assert.equal(expanded.capacity_bytes, 3 * GiB);
     assert.equal(expanded.node_expansion_required, true);
 
+    // What ZeroFS writes while the volume is in use: its objects under the volume's prefix.
+    // A neighbour whose name starts with the volume's must survive the delete.
+    const client = rawClient(s3);
+    try {
+      await putObjects(client, [
+        ...volumeKeys(`base/${pvName}/`, 40),
+        `base/${pvName}-b/wal/000000.sst`,
+      ]);
+    } finally {
+      client.destroy();
+    }
+    assert.equal((await listBucketKeys(s3, BUCKET, `base/${pvName}/`)).length, 40);
+
     // external-attacher on detach; provisioner on PVC delete (twice: retries).
     assert.deepEqual(
       await controller.ControllerUnpublishVolume({ volume_id: pvName, node_id: "worker-1" }),
       {},
     );
     assert.deepEqual(await controller.DeleteVolume({ volume_id: pvName }), {});
+    assert.deepEqual(await listBucketKeys(s3, BUCKET, `base/${pvName}/`), [], "objects deleted");
+    assert.deepEqual(await listBucketKeys(s3, BUCKET, record), [], "record deleted");
+    assert.deepEqual(
+      await listBucketKeys(s3, BUCKET, `base/${pvName}-b/`),
+      [`base/${pvName}-b/wal/000000.sst`],
+      "the neighbour stays",
+    );
     assert.deepEqual(await controller.DeleteVolume({ volume_id: pvName }), {});
   } finally {
-    await driver.stop();
+    await driver?.stop();
+    await s3.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
