@@ -46,8 +46,11 @@ FROM debian:bookworm-slim AS node
 RUN apt-get update \
   && apt-get install -y --no-install-recommends \
     nbd-client e2fsprogs xfsprogs btrfs-progs util-linux kmod ca-certificates \
+    libnbd-bin fuse3 \
   && rm -rf /var/lib/apt/lists/*
 COPY --from=build /zerofs-csi /usr/local/bin/zerofs-csi
+# libnbd-bin (nbdfuse) and fuse3 (fusermount3): --attach-mode=userspace, for nodes
+# without the nbd module.
 # The node agent attaches NBD devices, formats and mounts: it needs root (and runs
 # privileged, see the DaemonSet).
 USER 0:0

@@ -10,6 +10,10 @@
 #   localhost/zerofs:0.16.2    the pinned ZeroFS binary .ci/install builds, with the
 #                              libraries `ldd` names. The tag is the bare release: the
 #                              driver reads the ZeroFS release from it
+#   localhost/node-driver-registrar-standin:dev
+#                              zerofs-csi:dev's runtime and sources plus
+#                              tests/e2e/registrar_standin.ts as entrypoint: a STAND-IN
+#                              for node-driver-registrar, which the proxy does not serve
 #   localhost/csi-*:vX.Y.Z     each CSI sidecar .ci/install built (tools/kube), tagged
 #                              with the version the binary reports; a missing one is
 #                              skipped with a warning
@@ -40,8 +44,10 @@ DEBIAN_SUITE=bookworm
 # minbase = Essential and Priority: required, as in the Dockerfile's bookworm-slim base
 # (`mount` is required, not Essential: the apt variant lacks it).
 DEBIAN_VARIANT=minbase
-# The Dockerfile's runtime packages: what the node agent runs.
-NODE_PACKAGES=(nbd-client e2fsprogs xfsprogs btrfs-progs util-linux kmod ca-certificates)
+# The Dockerfile's runtime packages: what the node agent runs; plus nbdfuse (libnbd-bin)
+# and fusermount3 (fuse3) for --attach-mode=userspace, which the e2e node (a kernel
+# without NBD) needs and the Dockerfile's node image lacks.
+NODE_PACKAGES=(nbd-client e2fsprogs xfsprogs btrfs-progs util-linux kmod ca-certificates libnbd-bin fuse3)
 # The driver's files the Dockerfile copies; *_test.ts files are left out.
 APP_FILES=(deno.json deno.lock main.ts csi zerofs blockdev)
 # The Dockerfile's `deno task compile` flags, as a `deno run` entrypoint.
@@ -266,6 +272,30 @@ build_csi() {
   say "zerofs-csi:dev: built $(human_size "$archive") in $((SECONDS - t)) s"
 }
 
+# The registrar stand-in: the same runtime and driver sources, plus the stand-in.
+STANDIN_IMAGE=localhost/node-driver-registrar-standin:dev
+STANDIN_FILE=tests/e2e/registrar_standin.ts
+STANDIN_ENTRYPOINT='["/usr/local/bin/deno","run","--quiet","--cached-only","--config=/app/deno.json","--allow-read","--allow-write","--allow-env","--allow-net","/app/tests/e2e/registrar_standin.ts"]'
+build_registrar_standin() {
+  local archive=$CACHE/registrar-standin.tar app=$CACHE/stage/app inputs
+  inputs=$( (echo "$CSI_RUNTIME $STANDIN_ENTRYPOINT $IMAGE_PATH" && sha256sum <"$REPO/$STANDIN_FILE" &&
+    cd "$app" && tree_digest .) | digest)
+  if archive_current "$archive" "$inputs"; then
+    say "$STANDIN_IMAGE: archive up to date"
+    return
+  fi
+  local t=$SECONDS
+  bah 60 from --pull=never "$CSI_RUNTIME"
+  local c=$RUN_STDOUT
+  local f
+  for f in "${APP_FILES[@]}"; do bah 120 copy "$c" "$app/$f" "/app/$f"; done
+  bah 60 copy "$c" "$REPO/$STANDIN_FILE" "/app/$STANDIN_FILE"
+  commit_archive "$c" "$archive" "$STANDIN_IMAGE" "$inputs" \
+    --workingdir /app --env PATH="$IMAGE_PATH" --env DENO_DIR=/app/.deno --env DENO_NO_UPDATE_CHECK=1 \
+    --entrypoint "$STANDIN_ENTRYPOINT"
+  say "$STANDIN_IMAGE: built $(human_size "$archive") in $((SECONDS - t)) s"
+}
+
 # --- one binary per image: ZeroFS, the CSI sidecars -----------------------------------
 
 # An image FROM scratch holding BINARY at DEST, the libraries `ldd` names (none for a
@@ -347,12 +377,14 @@ need buildah mmdebstrap gcc deno ldd timeout
 say "cache: $CACHE"
 build_pause
 build_csi
+build_registrar_standin
 build_zerofs
 build_sidecars
 if [[ -n $ADDRESS ]]; then
   need ctr
   import_image "$CACHE/pause.tar" "$PAUSE_IMAGE"
   import_image "$CACHE/zerofs-csi-dev.tar" "$CSI_IMAGE_REF"
+  import_image "$CACHE/registrar-standin.tar" "$STANDIN_IMAGE"
   import_image "$CACHE/zerofs-${ZEROFS_VERSION}.tar" "$ZEROFS_IMAGE"
   for sidecar in "${SIDECAR_REFS[@]}"; do
     import_image "$CACHE/${sidecar%%=*}.tar" "${sidecar#*=}"

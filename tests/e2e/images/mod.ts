@@ -28,6 +28,8 @@ export const E2E_IMAGES = {
   driver: "zerofs-csi:dev",
   /** The pinned ZeroFS; the tag is the release the driver reads. */
   zerofs: "localhost/zerofs:0.16.2",
+  /** A STAND-IN for node-driver-registrar (tests/e2e/registrar_standin.ts), which the proxy does not serve. */
+  registrarStandin: "localhost/node-driver-registrar-standin:dev",
 } as const;
 
 /** A CSI sidecar's image: `localhost/<binary name>:<version the binary reports>`. */
