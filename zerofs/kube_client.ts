@@ -8,6 +8,7 @@
  */
 
 import type { CoreV1Api, KubeConfig, V1Pod } from "@kubernetes/client-node";
+import type { Agent as UndiciAgent, Dispatcher } from "undici";
 
 /** The `@kubernetes/client-node` module. */
 export type KubeSdk = typeof import("@kubernetes/client-node");
@@ -19,7 +20,42 @@ let loading: Promise<KubeSdk> | undefined;
  * agent with the process runner should never pay.
  */
 export function loadKubeSdk(): Promise<KubeSdk> {
+  exposeWebStreamStateToNodeStream();
   return loading ??= import("@kubernetes/client-node");
+}
+
+/**
+ * Give web ReadableStreams the state getters Node's own have, which
+ * `node:stream`'s isReadable/isErrored/isDisturbed read.
+ *
+ * Why: client-node fetches with undici, which errors a response body (when
+ * the connection drops mid-body, or the fetch is aborted) only if
+ * `isReadable(body)`. On Deno (2.9.6) that answers null for every web stream,
+ * so the body never ends: a watch whose API server went away — every API
+ * server restart — hangs forever, its done callback never called, even its
+ * inactivity timeout lost. Deno exposes the stream's state under Node's
+ * `nodejs.webstreams.kState`; this mirrors Node's getters on it, and leaves
+ * them alone once Deno defines them itself.
+ */
+function exposeWebStreamStateToNodeStream(): void {
+  const proto = ReadableStream.prototype as unknown as Record<symbol, unknown>;
+  const kState = Symbol.for("nodejs.webstreams.kState");
+  if (!(kState in proto)) return;
+  const getters: Record<string, (s: { state: string; disturbed: boolean }) => boolean> = {
+    "nodejs.stream.readable": (s) => s.state === "readable",
+    "nodejs.stream.errored": (s) => s.state === "errored",
+    "nodejs.stream.disturbed": (s) => s.disturbed,
+  };
+  for (const [name, get] of Object.entries(getters)) {
+    const key = Symbol.for(name);
+    if (key in proto) continue;
+    Object.defineProperty(proto, key, {
+      configurable: true,
+      get(this: Record<symbol, { state: string; disturbed: boolean }>) {
+        return get(this[kState]);
+      },
+    });
+  }
 }
 
 /** Where a client finds the API server and its credentials. */
@@ -69,7 +105,44 @@ export async function createKubeClient(opts: KubeClientOptions = {}): Promise<Ku
     }
     config.loadFromCluster();
   }
+  speakHttp1(config, (await import("undici")).Agent);
   return { config, core: config.makeApiClient(sdk.CoreV1Api), sdk };
+}
+
+/**
+ * Make every request of `config` (API calls and watches) use HTTP/1.1.
+ *
+ * Why: client-node fetches through undici, whose Agent offers ALPN h2; the
+ * API server picks it, and undici's HTTP/2 runs on Deno's node:http2, which
+ * kills the whole process (SIGSEGV, or an nghttp2 assertion) when the API
+ * server goes away under open sessions, as it does in every upgrade. HTTP/1.1
+ * uses only node:tls and undici's own parser.
+ *
+ * client-node builds a dispatcher per request in the private
+ * `createDispatcher`; this replaces it on the instance, from the public
+ * `createDispatcherOptions`, with an HTTP/1.1-only Agent. Proxy settings
+ * (never in-cluster) are refused rather than silently sent over HTTP/2.
+ */
+function speakHttp1(config: KubeConfig, Agent: typeof UndiciAgent): void {
+  const target = config as unknown as {
+    createDispatcher?: (...args: Parameters<KubeConfig["createDispatcherOptions"]>) => unknown;
+  };
+  if (typeof target.createDispatcher !== "function") {
+    throw new Error("@kubernetes/client-node has no createDispatcher: recheck speakHttp1");
+  }
+  target.createDispatcher = (cluster, agentOptions): Dispatcher => {
+    const opts = config.createDispatcherOptions(cluster, agentOptions);
+    switch (opts.type) {
+      case "agent":
+        return new Agent({ connect: opts.connect, allowH2: false });
+      case "none":
+        return new Agent({ allowH2: false });
+      default:
+        throw new Error(
+          `Cannot reach the Kubernetes API through a ${opts.type} proxy: not supported`,
+        );
+    }
+  };
 }
 
 /** The HTTP status of a failed API call, or undefined for other errors. */
