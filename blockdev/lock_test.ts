@@ -43,15 +43,18 @@ Deno.test("NodeLock times out while held, and works again after release", async 
   });
 });
 
-Deno.test("NodeLock excludes another process holding the file lock", async () => {
+Deno.test("NodeLock excludes another process holding the file lock until it lets go", async () => {
   await withTempDir(async (dir) => {
     const lockPath = `${dir}/devices.lock`;
+    // Holds the lock until its stdin closes: the test decides when it lets go.
     const holder = new Deno.Command(Deno.execPath(), {
       args: [
         "eval",
         `const f = await Deno.open(${JSON.stringify(lockPath)}, {create: true, write: true});
-         await f.lock(true); console.log("locked"); await new Promise((r) => setTimeout(r, 600));`,
+         await f.lock(true); console.log("locked");
+         for await (const _ of Deno.stdin.readable) { /* until EOF */ }`,
       ],
+      stdin: "piped",
       stdout: "piped",
     }).spawn();
     try {
@@ -59,18 +62,25 @@ Deno.test("NodeLock excludes another process holding the file lock", async () =>
       const { value } = await reader.read();
       assert.match(new TextDecoder().decode(value), /locked/);
       reader.releaseLock();
+      let letGo = false;
+      const waiting = new NodeLock(lockPath, { waitTimeoutMs: 30_000 }).acquire()
+        .then((held) => ({ held, letGo }));
       await assert.rejects(
         new NodeLock(lockPath, { waitTimeoutMs: 150 }).acquire(),
         LockTimeoutError,
+        "held by the other process",
       );
-      const started = Date.now();
-      const held = await new NodeLock(lockPath, { waitTimeoutMs: 5_000 }).acquire();
-      assert.ok(Date.now() - started > 100, "acquired only after the other process let go");
-      await held.release();
+      letGo = true;
+      await holder.stdin.close();
+      assert.equal((await holder.status).code, 0);
+      const acquired = await waiting;
+      assert.equal(acquired.letGo, true, "acquired only after the other process let go");
+      await acquired.held.release();
     } finally {
       try {
         holder.kill("SIGKILL");
       } catch { /* exited */ }
+      await holder.stdin.close().catch(() => {});
       await holder.stdout.cancel().catch(() => {});
       await holder.status;
     }
