@@ -32,8 +32,10 @@ export { LockTimeoutError, NodeLock, type NodeLockHandle, type NodeLockOptions }
 export { KernelAttacher, type KernelAttacherOptions } from "./kernel.ts";
 export { fusePaths, UserspaceAttacher, type UserspaceAttacherOptions } from "./userspace.ts";
 export {
+  autoAttachMode,
   isKernelModuleAvailable,
   loadKernelModule,
+  type NbdAvailability,
   selectAttacher,
   type SelectAttacherOptions,
 } from "./select.ts";
@@ -54,7 +56,6 @@ export {
 export {
   bindMount,
   type BindMountOptions,
-  isMountPoint,
   mountFilesystem,
   type MountFilesystemOptions,
   TENANT_MOUNT_OPTIONS,
@@ -70,3 +71,4 @@ export {
 } from "./mountinfo.ts";
 export { listLoopDevices, loopBackingFile, type LoopDevice } from "./loop.ts";
 export { isProcessAlive } from "./process.ts";
+export { pathExists, type PathExistsOptions } from "./path_exists.ts";

@@ -115,8 +115,3 @@ export async function unmount(
     );
   }
 }
-
-/** True when `target` is a mount point (per mountinfo). */
-export async function isMountPoint(target: string, opts: MountInfoOptions = {}): Promise<boolean> {
-  return (await findMountByTarget(target, opts)) !== undefined;
-}

@@ -1,9 +1,10 @@
 /**
  * The only place in the driver that starts a host process.
  *
- * Every host tool has exactly one wrapper function elsewhere (`probeSignature`
- * for blkid, `attachKernelNbd` for nbd-client, …) that calls {@linkcode runTool}
- * or {@linkcode spawnDetached} with an argv array — never a shell string.
+ * Each host tool is wrapped once, by what it does (`probeSignature` for blkid,
+ * `connectKernelNbd` and `disconnectKernelNbd` for nbd-client, …), and those
+ * wrappers call {@linkcode runTool} or {@linkcode spawnDetached} with an argv
+ * array — never a shell string.
  *
  * @module
  */

@@ -6,9 +6,10 @@
 
 import { KernelAttacher, type KernelAttacherOptions } from "./kernel.ts";
 import type { NodeLock } from "./lock.ts";
+import { pathExists } from "./path_exists.ts";
 import type { ToolOptions } from "./probe.ts";
 import { type Runner, runTool } from "./run.ts";
-import type { Attacher } from "./types.ts";
+import type { Attacher, AttachMode } from "./types.ts";
 import { UserspaceAttacher, type UserspaceAttacherOptions } from "./userspace.ts";
 
 /** Options for {@linkcode selectAttacher}. */
@@ -51,13 +52,47 @@ export function loadKernelModule(module: string, opts: ToolOptions = {}): Promis
 }
 
 /**
- * The attacher for `mode`. `auto` picks kernel when `/dev/nbd0` exists, the
- * module is loaded (`/sys/module/nbd`), or `modprobe` finds and loads it
- * (with its default nbds_max; the DaemonSet loads it with a chosen one);
+ * What the `auto` rule asks about the node, in this order and only as far as
+ * it needs to (a node with `/dev/nbd0` never runs modprobe).
+ */
+export interface NbdAvailability {
+  /** `/dev/nbd0` exists. */
+  devNbd0(): Promise<boolean>;
+  /** `/sys/module/nbd` exists: the module is loaded or built in. */
+  moduleLoaded(): Promise<boolean>;
+  /** `modprobe -n` finds the module. */
+  moduleFound(): Promise<boolean>;
+  /** Load the module (with its default nbds_max); true when it loaded. */
+  loadModule(): Promise<boolean>;
+}
+
+/**
+ * The `auto` rule, shared by the node agent and `doctor`: kernel when
+ * `/dev/nbd0` exists, the module is loaded, or modprobe finds and loads it;
  * otherwise userspace.
+ *
+ * @example
+ * ```ts
+ * const mode = await autoAttachMode({
+ *   devNbd0: () => Promise.resolve(false),
+ *   moduleLoaded: () => Promise.resolve(false),
+ *   moduleFound: () => Promise.resolve(false),
+ *   loadModule: () => Promise.resolve(false),
+ * }); // "userspace"
+ * ```
+ */
+export async function autoAttachMode(nbd: NbdAvailability): Promise<AttachMode> {
+  if (await nbd.devNbd0() || await nbd.moduleLoaded()) return "kernel";
+  if (!(await nbd.moduleFound())) return "userspace";
+  return await nbd.loadModule() ? "kernel" : "userspace";
+}
+
+/**
+ * The attacher for `mode`; `auto` is decided by {@linkcode autoAttachMode}
+ * against this node (the DaemonSet loads nbd with a chosen nbds_max first).
  */
 export async function selectAttacher(opts: SelectAttacherOptions): Promise<Attacher> {
-  const mode = opts.mode === "auto" ? await detectMode(opts) : opts.mode;
+  const mode = opts.mode === "auto" ? await autoAttachMode(nodeNbd(opts)) : opts.mode;
   if (mode === "kernel") {
     return new KernelAttacher({
       ...opts.kernel,
@@ -75,19 +110,11 @@ export async function selectAttacher(opts: SelectAttacherOptions): Promise<Attac
   });
 }
 
-async function detectMode(opts: SelectAttacherOptions): Promise<"kernel" | "userspace"> {
-  if (await exists(`${opts.devRoot ?? "/dev"}/nbd0`)) return "kernel";
-  if (await exists(`${opts.sysRoot ?? "/sys"}/module/nbd`)) return "kernel";
-  if (!(await isKernelModuleAvailable("nbd", { runner: opts.runner }))) return "userspace";
-  return await loadKernelModule("nbd", { runner: opts.runner }) ? "kernel" : "userspace";
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+function nodeNbd(opts: SelectAttacherOptions): NbdAvailability {
+  return {
+    devNbd0: () => pathExists(`${opts.devRoot ?? "/dev"}/nbd0`),
+    moduleLoaded: () => pathExists(`${opts.sysRoot ?? "/sys"}/module/nbd`),
+    moduleFound: () => isKernelModuleAvailable("nbd", { runner: opts.runner }),
+    loadModule: () => loadKernelModule("nbd", { runner: opts.runner }),
+  };
 }

@@ -1,6 +1,10 @@
 /**
- * The CSI layer: proto, gRPC server, request pipeline, validation, Identity
- * and Controller services.
+ * The CSI layer: proto, gRPC server, request pipeline, validation, the
+ * Identity, Controller and Node services, failpoints and `doctor`.
+ *
+ * Code outside this folder (the tests) imports from here. `main.ts` is the
+ * exception: it loads each CLI verb's module on its own, so a verb loads only
+ * what it runs.
  *
  * @module
  */
@@ -100,4 +104,30 @@ export {
   startCsiServer,
 } from "./server.ts";
 export { CSI_SPEC_VERSION, DRIVER_NAME, DRIVER_VERSION } from "./version.ts";
-export { createNodeService, type NodeOptions, type NodeServiceHandlers } from "./node/mod.ts";
+export {
+  createNodeContext,
+  type NodeContext,
+  nodeHandlers,
+  type NodeOptions,
+  type NodeServiceHandlers,
+  type NodeVolumeState,
+} from "./node/mod.ts";
+export {
+  FAILPOINT_EXIT_CODE,
+  FAILPOINT_NAMES,
+  type FailpointName,
+  FAILPOINTS_ENV,
+  parseFailpoints,
+} from "./failpoints.ts";
+export {
+  type CheckSeverity,
+  checkStatus,
+  type DoctorCheck,
+  type DoctorOptions,
+  type DoctorReport,
+  formatDoctorReport,
+  HOST_TOOLS,
+  type HostTool,
+  runDoctor,
+} from "./cli/doctor.ts";
+export { DEFAULT_STATE_DIR } from "./cli/flags.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-export type { InstanceSpec, InstanceStatus, ZeroFsRunner } from "./types.ts";
+export type { InstanceSpec, InstanceStatus, ZeroFsRunner } from "./runner.ts";
 export { SettingsError, ZeroFsNotReadyError } from "./types.ts";
 export {
   checkSocketPath,

@@ -20,11 +20,7 @@ export interface VolumePaths {
   stateJson: string;
   ninepSocket: string;
   nbdSocket: string;
-  zerofsLog: string;
   zerofsPid: string;
-  /** Userspace attach: where nbdfuse exposes the export as a file. */
-  fuseDir: string;
-  fuseLog: string;
 }
 
 /** Stable 16-hex-digit name for a volume's state directory. */
@@ -41,10 +37,7 @@ export function volumePaths(stateRoot: string, volumeId: string): VolumePaths {
     stateJson: join(dir, "state.json"),
     ninepSocket: join(dir, "9p.sock"),
     nbdSocket: join(dir, "nbd.sock"),
-    zerofsLog: join(dir, "zerofs.log"),
     zerofsPid: join(dir, "zerofs.pid"),
-    fuseDir: join(dir, "fuse"),
-    fuseLog: join(dir, "nbdfuse.log"),
   };
 }
 

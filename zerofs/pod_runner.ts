@@ -70,14 +70,9 @@ import {
   ENV_ENCRYPTION_PASSWORD,
   type SecretValues,
 } from "./secrets.ts";
-import {
-  type InstanceSpec,
-  type InstanceStatus,
-  type RunnerView,
-  SettingsError,
-  ZeroFsNotReadyError,
-  type ZeroFsRunner,
-} from "./types.ts";
+import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./runner.ts";
+import { removeSockets } from "./stale_sockets.ts";
+import { SettingsError, ZeroFsNotReadyError } from "./types.ts";
 
 /** Where the volume's state directory appears inside the ZeroFS container. */
 export const POD_STATE_DIR = "/zerofs";
@@ -617,15 +612,6 @@ function labelValue(text: string): string {
 /** The sockets of a state directory on the host (names as in paths.ts). */
 function hostSockets(stateDir: string): { ninepSocket: string; nbdSocket: string } {
   return { ninepSocket: join(stateDir, "9p.sock"), nbdSocket: join(stateDir, "nbd.sock") };
-}
-
-/** A dead ZeroFS can leave its socket files; a new one must not be probed through them. */
-async function removeSockets(paths: { ninepSocket: string; nbdSocket: string }): Promise<void> {
-  for (const path of [paths.ninepSocket, paths.nbdSocket]) {
-    await Deno.remove(path).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
-  }
 }
 
 function apiFailure(what: string, e: unknown): Error {

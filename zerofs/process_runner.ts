@@ -23,13 +23,9 @@ import { checkSocketPath, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { VolumeSettings } from "./settings.ts";
 import { secretEnv, type SecretValues } from "./secrets.ts";
-import {
-  type InstanceSpec,
-  type InstanceStatus,
-  type RunnerView,
-  SettingsError,
-  type ZeroFsRunner,
-} from "./types.ts";
+import { removeSockets } from "./stale_sockets.ts";
+import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./runner.ts";
+import { SettingsError } from "./types.ts";
 import { detectBinaryVersion, type ZeroFsVersion } from "./version.ts";
 
 const RECORD_SCHEMA = 1;
@@ -357,11 +353,13 @@ async function readRecord(path: string): Promise<RunnerRecord | null> {
   return record;
 }
 
+const RECHECK_DELAY_MS = 50;
+
 /**
- * Alive, not a zombie, same start time, and still running this config. A
- * "no" is confirmed once after a short pause: while the launcher and the
- * wrapper script exec their way to ZeroFS, /proc can answer oddly for an
- * instant, and a false "exited" fails a stage that would have succeeded.
+ * Whether the recorded process is still this volume's ZeroFS. A "no" is
+ * confirmed once after a short pause: while the launcher and the wrapper
+ * script exec their way to ZeroFS, /proc can answer oddly for an instant, and
+ * a false "exited" fails a stage that would have succeeded.
  */
 async function isSameProcess(record: RunnerRecord): Promise<boolean> {
   if (await looksLikeSameProcess(record)) return true;
@@ -369,8 +367,7 @@ async function isSameProcess(record: RunnerRecord): Promise<boolean> {
   return await looksLikeSameProcess(record);
 }
 
-const RECHECK_DELAY_MS = 50;
-
+/** One look: alive, not a zombie, same start time, and still running this config. */
 async function looksLikeSameProcess(record: RunnerRecord): Promise<boolean> {
   const startTicks = await readStartTicks(record.pid);
   if (startTicks === null || startTicks !== record.startTicks) return false;
@@ -445,15 +442,6 @@ function signal(pid: number, sig: "SIGTERM" | "SIGKILL"): void {
     Deno.kill(pid, sig);
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-}
-
-/** A dead ZeroFS can leave its socket files; a new one must not be probed through them. */
-async function removeSockets(paths: { ninepSocket: string; nbdSocket: string }): Promise<void> {
-  for (const path of [paths.ninepSocket, paths.nbdSocket]) {
-    await Deno.remove(path).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
   }
 }
 

@@ -13,7 +13,8 @@
 
 import { listNbdExports, probeNbdExport } from "./nbd_probe.ts";
 import { ninepHandshake } from "./ninep/mod.ts";
-import { type InstanceSpec, ZeroFsNotReadyError } from "./types.ts";
+import type { InstanceSpec } from "./runner.ts";
+import { ZeroFsNotReadyError } from "./types.ts";
 
 const FIRST_DELAY_MS = 20;
 const MAX_DELAY_MS = 250;

@@ -22,7 +22,10 @@
 import { dirname, isAbsolute } from "node:path";
 import {
   type AttachMode,
+  autoAttachMode,
   isKernelModuleAvailable,
+  type NbdAvailability,
+  pathExists,
   readMountInfo,
   type Runner,
   runTool,
@@ -34,20 +37,10 @@ import {
   MAX_SOCKET_PATH_BYTES,
   volumePaths,
 } from "../../zerofs/mod.ts";
+import type { CheckSeverity, DoctorCheck } from "./doctor_check.ts";
 import { findOriginalLeftovers, leftoverChecks } from "./doctor_leftovers.ts";
 
-/** How much a failed check matters: only `error` makes the node unusable. */
-export type CheckSeverity = "error" | "warning" | "info";
-
-/** One finding. `severity` is what a failure of this check means on this node. */
-export interface DoctorCheck {
-  name: string;
-  ok: boolean;
-  severity: CheckSeverity;
-  detail: string;
-  /** What to do when the check failed. */
-  fix?: string;
-}
+export type { CheckSeverity, DoctorCheck } from "./doctor_check.ts";
 
 /** The whole diagnosis. */
 export interface DoctorReport {
@@ -216,11 +209,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     devNodes: 0,
     devNbd0: false,
   }));
-  const attachMode: AttachMode = requested !== "auto"
-    ? requested
-    : nbd.devNbd0 || nbd.loaded || nbd.loadable === true
-    ? "kernel"
-    : "userspace";
+  const attachMode = requested !== "auto" ? requested : await autoAttachMode(predictedNbd(nbd));
 
   const checks: DoctorCheck[] = [
     checkRoot(ctx.uid),
@@ -305,6 +294,20 @@ function checkRoot(uid: number | null): DoctorCheck {
   };
 }
 
+/**
+ * The node agent's `auto` rule read from the facts gathered, without changing
+ * anything: doctor only asks `modprobe -n`, so a module it finds is predicted
+ * to load.
+ */
+function predictedNbd(nbd: NbdFacts): NbdAvailability {
+  return {
+    devNbd0: () => Promise.resolve(nbd.devNbd0),
+    moduleLoaded: () => Promise.resolve(nbd.loaded),
+    moduleFound: () => Promise.resolve(nbd.loadable === true),
+    loadModule: () => Promise.resolve(true),
+  };
+}
+
 async function nbdFacts(ctx: Context): Promise<NbdFacts> {
   const loaded = await pathExists(`${ctx.roots.sys}/module/nbd`);
   let loadable: boolean | undefined;
@@ -347,6 +350,18 @@ function checkNbdModule(
   }
   if (nbd.loadable) {
     return { name, ok: true, severity, detail: "not loaded; modprobe can load it" };
+  }
+  if (nbd.modprobeError !== undefined && requested === "auto" && !nbd.devNbd0) {
+    // The agent's auto rule asks modprobe here too, and a failing modprobe stops its start.
+    return {
+      name,
+      ok: false,
+      severity: "error",
+      detail: `not loaded, and modprobe could not be asked: ${nbd.modprobeError}; ` +
+        `the node agent cannot choose an attach mode and will not start`,
+      fix: `Make "modprobe -n nbd" work on this node, or choose --attach-mode=kernel or ` +
+        `--attach-mode=userspace.`,
+    };
   }
   const why = nbd.modprobeError !== undefined
     ? `not loaded, and modprobe could not be asked: ${nbd.modprobeError}`
@@ -680,10 +695,6 @@ async function statIfExists(path: string): Promise<Deno.FileInfo | undefined> {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
-}
-
-async function pathExists(path: string): Promise<boolean> {
-  return (await statIfExists(path)) !== undefined;
 }
 
 async function isCharDevice(path: string): Promise<boolean> {

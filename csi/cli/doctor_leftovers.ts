@@ -15,7 +15,7 @@
  */
 
 import { apiErrorMessage, apiStatusCode, type KubeClient } from "../../zerofs/mod.ts";
-import type { DoctorCheck } from "./doctor.ts";
+import type { DoctorCheck } from "./doctor_check.ts";
 
 /** The original driver's pod name prefix (`fmt.Sprintf("zerofs-volume-%s", volumeID)`). */
 export const ORIGINAL_POD_PREFIX = "zerofs-volume-";

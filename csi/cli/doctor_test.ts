@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import { type Runner, type RunResult, ToolError } from "../../blockdev/mod.ts";
+import {
+  NodeLock,
+  type Runner,
+  type RunResult,
+  selectAttacher,
+  ToolError,
+} from "../../blockdev/mod.ts";
 import {
   type DoctorCheck,
   type DoctorOptions,
@@ -193,6 +199,55 @@ Deno.test("a loadable nbd module makes auto pick kernel; devices appear on load"
     assert.match(check(report, "nbd kernel module").detail, /modprobe can load it/);
     assert.match(check(report, "nbd devices").detail, /created when the module is loaded/);
     assert.deepEqual(failed(report), ["info:/dev/loop-control"]);
+  });
+});
+
+Deno.test("auto: doctor reports the attach mode the node agent picks on the same host", async () => {
+  const hosts: { name: string; spec: FakeNodeSpec; answers?: Record<string, Answer> }[] = [
+    { name: "no nbd", spec: {} },
+    { name: "nbd loaded", spec: { nbdLoaded: true, nbdDevices: 2 } },
+    { name: "/dev/nbd0 only", spec: { nbdDevices: 1 } },
+    { name: "nbd loadable", spec: {}, answers: { "modprobe -n -q nbd": { exitCode: 0 } } },
+  ];
+  const picked: string[] = [];
+  for (const host of hosts) {
+    await withFakeNode(host.spec, async (node) => {
+      const report = await runDoctor(options(node, { runner: fakeRunner(host.answers).runner }));
+      const agent = await selectAttacher({
+        mode: "auto",
+        lock: new NodeLock(`${node.root}/node.lock`),
+        runner: fakeRunner(host.answers).runner,
+        devRoot: node.dev,
+        sysRoot: node.sys,
+      });
+      assert.equal(report.attachMode, agent.mode, host.name);
+      picked.push(`${host.name}: ${agent.mode}`);
+    });
+  }
+  assert.deepEqual(picked, [
+    "no nbd: userspace",
+    "nbd loaded: kernel",
+    "/dev/nbd0 only: kernel",
+    "nbd loadable: kernel",
+  ]);
+});
+
+Deno.test("auto with a failing modprobe: the agent refuses to start, doctor says so", async () => {
+  await withFakeNode({}, async (node) => {
+    const answers: Record<string, Answer> = { "modprobe -n -q nbd": { exitCode: 2, stderr: "x" } };
+    const agent = selectAttacher({
+      mode: "auto",
+      lock: new NodeLock(`${node.root}/node.lock`),
+      runner: fakeRunner(answers).runner,
+      devRoot: node.dev,
+      sysRoot: node.sys,
+    });
+    await assert.rejects(agent, /modprobe exited with code 2/);
+    const report = await runDoctor(options(node, { runner: fakeRunner(answers).runner }));
+    assert.equal(report.ok, false);
+    const nbd = check(report, "nbd kernel module");
+    assert.deepEqual([nbd.ok, nbd.severity], [false, "error"]);
+    assert.match(nbd.detail, /cannot choose an attach mode and will not start/);
   });
 });
 

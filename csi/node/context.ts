@@ -44,6 +44,4 @@ export interface NodeContext {
   log: Logger;
   /** Kubernetes Events for what a user must act on (none standalone). */
   events: VolumeEvents;
-  /** Bound for ZeroFS readiness after start. */
-  readyTimeoutMs: number;
 }

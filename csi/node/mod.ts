@@ -15,7 +15,6 @@ import type { NodeContext, SettingsProvider } from "./context.ts";
 import { nodeExpandVolume } from "./expand.ts";
 import { nodeGetCapabilities, nodeGetInfo } from "./info.ts";
 import { nodePublishVolume, nodeUnpublishVolume } from "./publish.ts";
-import { recoverNodeState } from "./recovery.ts";
 import { KubeSettingsProvider } from "./kube_settings.ts";
 import { FileSettingsProvider } from "./settings_provider.ts";
 import { nodeStageVolume } from "./stage.ts";
@@ -98,7 +97,6 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
     settings,
     events,
     log,
-    readyTimeoutMs: READY_TIMEOUT_MS,
   };
 }
 
@@ -114,16 +112,6 @@ async function makePrivateStateRoot(stateDir: string): Promise<void> {
   await Deno.chmod(join(stateDir, "v"), 0o700).catch((e) => {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   });
-}
-
-/** The Node service's handlers over a context (recovery runs first). */
-export async function createNodeService(
-  opts: NodeOptions,
-  log: Logger,
-): Promise<NodeServiceHandlers> {
-  const ctx = await createNodeContext(opts, log);
-  await recoverNodeState(ctx);
-  return nodeHandlers(ctx);
 }
 
 /** Tell the PVC's owner, through an Event, about a stage failure they must act on. */

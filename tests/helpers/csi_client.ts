@@ -12,7 +12,7 @@
  */
 
 import * as grpc from "@grpc/grpc-js";
-import { csiServices } from "../../csi/proto.ts";
+import { csiServices } from "../../csi/mod.ts";
 
 /** A failed call: carries the gRPC status code. */
 export class CsiCallError extends Error {

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { pathExists } from "../../blockdev/mod.ts";
 import { createCsiClient, type CsiClient } from "./csi_client.ts";
 
 /** Repository root. */
@@ -174,9 +175,8 @@ export async function startDriver(opts: StartDriverOptions): Promise<RunningDriv
         process.kill("SIGTERM");
         const status = await process.status;
         await pumps;
-        const exists = await Deno.lstat(socketPath).then(() => true, () => false);
         assert(
-          !exists,
+          !(await pathExists(socketPath, { followSymlinks: false })),
           `socket ${socketPath} still exists after the driver stopped (exit ${status.code}); ` +
             `output:\n${captured.join("\n")}`,
         );

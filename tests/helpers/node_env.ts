@@ -11,8 +11,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { listLoopDevices, readMountInfo } from "../../blockdev/mod.ts";
-import { FAILPOINT_EXIT_CODE } from "../../csi/failpoints.ts";
-import type { NodeVolumeState } from "../../csi/node/mod.ts";
+import { FAILPOINT_EXIT_CODE, type NodeVolumeState } from "../../csi/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";

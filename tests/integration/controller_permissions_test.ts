@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runTool } from "../../blockdev/run.ts";
-import { DEFAULT_STATE_DIR } from "../../csi/cli/flags.ts";
+import { DEFAULT_STATE_DIR } from "../../csi/mod.ts";
 import { BASE_MANIFESTS_DIR, type KubeObject, startKubeStandin } from "../fixtures/kube/mod.ts";
 import { renderObjects } from "../fixtures/kube/manifests.ts";
 import { startS3 } from "../fixtures/s3.ts";

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type DoctorCheck, formatDoctorReport, runDoctor } from "../../csi/cli/doctor.ts";
+import { type DoctorCheck, formatDoctorReport, runDoctor } from "../../csi/mod.ts";
 import { createKubeClient } from "../../zerofs/mod.ts";
 import {
   BASE_MANIFESTS_DIR,

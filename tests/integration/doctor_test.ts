@@ -17,7 +17,7 @@ import {
   formatDoctorReport,
   HOST_TOOLS,
   runDoctor,
-} from "../../csi/cli/doctor.ts";
+} from "../../csi/mod.ts";
 
 async function withStateRoot(fn: (root: string) => Promise<void>): Promise<void> {
   await Deno.mkdir("/run/zerofs-csi", { recursive: true });

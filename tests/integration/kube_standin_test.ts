@@ -20,6 +20,7 @@ import {
   Watch,
 } from "@kubernetes/client-node";
 import { BASE_MANIFESTS_DIR, type KubeStandin, startKubeStandin } from "../fixtures/kube/mod.ts";
+import { pathExists } from "../../blockdev/mod.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PROBE = join(HERE, "..", "fixtures", "kube", "testdata", "probe_container.sh");
@@ -45,15 +46,6 @@ async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function probePod(name: string, hostDir: string, mountPath: string, ignoreTerm: boolean): V1Pod {
@@ -142,12 +134,12 @@ Deno.test("a pod runs as a process with its hostPath, env and grace period", asy
     assert.deepEqual(running.spec?.nodeName, "node-a");
     await waitFor(
       "the container's output",
-      async () => await exists(join(hostDir, "node-env")) ? true : undefined,
+      async () => await pathExists(join(hostDir, "node-env")) ? true : undefined,
     );
     // The container saw the host dir at its mountPath; the host's mountPath stayed empty
     // (the bind mount lives only in the container's private mount namespace).
     assert.deepEqual(await Deno.readTextFile(join(hostDir, "seen")), "from-the-host");
-    assert.deepEqual(await exists(join(mountPath, "marker")), false);
+    assert.deepEqual(await pathExists(join(mountPath, "marker")), false);
     assert.deepEqual(await Deno.readTextFile(join(hostDir, "secret-env")), "s3cr3t value");
     assert.deepEqual(await Deno.readTextFile(join(hostDir, "node-env")), "node-a");
 
@@ -173,7 +165,11 @@ Deno.test("a pod runs as a process with its hostPath, env and grace period", asy
     });
     assert(Date.now() - started < 1800, `polite pod took ${Date.now() - started} ms to go`);
     assert.deepEqual((await Deno.readTextFile(join(hostDir, "term"))).trim(), "TERM");
-    assert.deepEqual(await exists(mountPath), false, "the kubelet removes mount points it created");
+    assert.deepEqual(
+      await pathExists(mountPath),
+      false,
+      "the kubelet removes mount points it created",
+    );
 
     await waitFor(
       "DELETED event",
@@ -216,13 +212,13 @@ Deno.test("a process ignoring SIGTERM is killed after the grace period", async (
     });
     await waitFor(
       "container started",
-      async () => await exists(join(hostDir, "node-env")) ? true : undefined,
+      async () => await pathExists(join(hostDir, "node-env")) ? true : undefined,
     );
     const started = Date.now();
     await core.deleteNamespacedPod({ name: "stubborn", namespace: NS, gracePeriodSeconds: 1 });
     await waitFor(
       "SIGTERM delivered",
-      async () => await exists(join(hostDir, "term")) ? true : undefined,
+      async () => await pathExists(join(hostDir, "term")) ? true : undefined,
     );
     const during = await core.readNamespacedPod({ name: "stubborn", namespace: NS });
     assert.deepEqual(during.metadata?.deletionGracePeriodSeconds, 1);

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { join } from "node:path";
-import { findMountByTarget } from "../../blockdev/mod.ts";
+import { findMountByTarget, pathExists } from "../../blockdev/mod.ts";
 import { assertNothingLeft, readVolumeState, withNodeEnvironment } from "../helpers/node_env.ts";
 import { createVolume, expectCode, nodeRequests } from "../helpers/volume_steps.ts";
 
@@ -19,10 +19,6 @@ async function entries(dir: string): Promise<string[]> {
   const names: string[] = [];
   for await (const e of Deno.readDir(dir)) names.push(e.name);
   return names.sort();
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 Deno.test("node paths: outside the kubelet dir, symlinks, unrecorded targets", async () => {
@@ -51,7 +47,7 @@ Deno.test("node paths: outside the kubelet dir, symlinks, unrecorded targets", a
       status.INVALID_ARGUMENT,
       new RegExp(`staging_target_path "${elsewhere}" is ${kubeletEscape.source}`),
     );
-    assert.equal(await exists(join(env.dir, "elsewhere")), false);
+    assert.equal(await pathExists(join(env.dir, "elsewhere")), false);
     assert.equal(await readVolumeState(env, "pvc-paths"), null);
     // The kubelet directory itself is not a staging path either.
     await expectCode(
@@ -132,7 +128,7 @@ Deno.test("node paths: outside the kubelet dir, symlinks, unrecorded targets", a
     assert.equal((await findMountByTarget(req.target))?.fsType, "ext4");
 
     await node.NodeUnpublishVolume(req.unpublish);
-    assert.equal(await exists(req.target), false);
+    assert.equal(await pathExists(req.target), false);
     // Idempotent: the retry is success.
     await node.NodeUnpublishVolume(req.unpublish);
     await node.NodeUnstageVolume(req.unstage);

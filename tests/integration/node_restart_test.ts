@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Attachment, findMountByTarget, readMountInfo } from "../../blockdev/mod.ts";
-import { FAILPOINT_EXIT_CODE, FAILPOINTS_ENV } from "../../csi/failpoints.ts";
+import { FAILPOINT_EXIT_CODE, FAILPOINTS_ENV } from "../../csi/mod.ts";
 import {
   assertNothingLeft,
   findLeftovers,

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { pathExists } from "../../blockdev/mod.ts";
 import { REPO_ROOT } from "../helpers/driver.ts";
 import {
   type NodeEnvironment,
@@ -226,7 +227,7 @@ Deno.test("doctor on this machine: reports the missing nbd module and exits clea
       "--attach-mode",
       "kernel",
     ]);
-    const hasNbd = await Deno.stat("/sys/module/nbd").then(() => true, () => false);
+    const hasNbd = await pathExists("/sys/module/nbd");
     for (const run of [auto, kernel]) {
       assert.match(run.stdout, /nbd kernel module/);
       assert.match(run.stdout, /tool mkfs\.ext4 +mke2fs/);

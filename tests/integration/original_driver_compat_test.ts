@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { load, loadAll } from "js-yaml";
-import { parseCapability } from "../../csi/validate.ts";
+import { parseCapability } from "../../csi/mod.ts";
 import {
   resolveSettings,
   resolveVolumeLocation,

@@ -15,7 +15,8 @@ import { realZeroFsBin } from "../fixtures/zerofs.ts";
 import { realZeroFsSpec } from "../helpers/volume_fs.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { ProcessRunner } from "../../zerofs/process_runner.ts";
-import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/types.ts";
+import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/mod.ts";
+import { pathExists } from "../../blockdev/mod.ts";
 
 const SECRET = "s3cret-Value-never-in-argv-42";
 
@@ -62,10 +63,6 @@ unix_socket = "${nbdSocket}"
 async function isAlive(pid: number): Promise<boolean> {
   const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => null);
   return stat !== null && !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 async function readDirTexts(dir: string): Promise<string> {
@@ -145,9 +142,9 @@ Deno.test("ProcessRunner runs the real ZeroFS: ready, idempotent, restart on cha
     // ZeroFS's own word that it stopped on SIGTERM and flushed, not on a SIGKILL.
     const log = await Deno.readTextFile(join(spec.stateDir, "zerofs.log"));
     assert.match(log, /Received SIGTERM, shutting down gracefully/);
-    assert.equal(await exists(spec.ninepSocket), false);
-    assert.equal(await exists(spec.nbdSocket), false);
-    assert.equal(await exists(join(spec.stateDir, "zerofs.pid")), false);
+    assert.equal(await pathExists(spec.ninepSocket), false);
+    assert.equal(await pathExists(spec.nbdSocket), false);
+    assert.equal(await pathExists(join(spec.stateDir, "zerofs.pid")), false);
     await runner.stop(spec.volumeId, spec.stateDir); // idempotent
     assert.equal((await runner.status(spec.volumeId, spec.stateDir)).running, false);
   } finally {
@@ -209,7 +206,7 @@ Deno.test("ProcessRunner: never ready → ZeroFsNotReadyError with the log tail,
     assert.match(err.message, /not ready within 1500 ms/);
     assert.ok(elapsedMs < 6_000, `took ${elapsedMs} ms`);
     assert.equal(
-      await exists(join(spec.stateDir, "zerofs.pid")),
+      await pathExists(join(spec.stateDir, "zerofs.pid")),
       false,
       "failed start is cleaned up",
     );

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { listNbdExports, NBD_FLAG_READ_ONLY, probeNbdExport } from "../../zerofs/nbd_probe.ts";
 import { NinepClient, ninepHandshake } from "../../zerofs/ninep/mod.ts";
+import { pathExists } from "../../blockdev/mod.ts";
 
 const PASSWORD = "stand-in-secret-1";
 const START_TIMEOUT_MS = 20_000;
@@ -133,10 +134,6 @@ async function waitGone(pids: number[], timeoutMs: number): Promise<number[]> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  return await Deno.lstat(path).then(() => true, () => false);
-}
-
 Deno.test("stand-in: bad arguments exit 2, run errors exit 1 with ✗ Error", async () => {
   const s = await sandbox();
   try {
@@ -164,7 +161,7 @@ Deno.test("stand-in: bad arguments exit 2, run errors exit 1 with ✗ Error", as
     const reader = await runToExit(s, ["run", "-c", s.configPath, "--read-only"]);
     assert.equal(reader.code, 1, "a reader cannot initialise a new volume");
     assert.match(reader.stderr, /✗ Error: a read-only instance cannot initialise/);
-    assert.equal(await exists(join(storeData(s), ".nbd")), false);
+    assert.equal(await pathExists(join(storeData(s), ".nbd")), false);
   } finally {
     await Deno.remove(s.dir, { recursive: true });
   }
@@ -199,8 +196,8 @@ Deno.test("stand-in: serves 9P and NBD, keeps data across restarts, SIGTERM exit
     server = undefined;
     assert.equal(status.code, 0);
     assert.deepEqual(await waitGone(children, 1000), [], "no child left after SIGTERM");
-    assert.equal(await exists(s.nbdSocket), false);
-    assert.equal(await exists(s.ninepSocket), false);
+    assert.equal(await pathExists(s.nbdSocket), false);
+    assert.equal(await pathExists(s.ninepSocket), false);
 
     server = await start(s);
     assert.equal(
@@ -229,7 +226,7 @@ Deno.test("stand-in: a reader serves read-only and creates no .nbd; wrong passwo
     server = undefined;
     await Deno.remove(join(storeData(s), ".nbd"));
     server = await start(s, ["--read-only"]);
-    assert.equal(await exists(join(storeData(s), ".nbd")), false);
+    assert.equal(await pathExists(join(storeData(s), ".nbd")), false);
     assert.deepEqual(await listNbdExports(s.nbdSocket, { timeoutMs: 2000 }), []);
     await server.stop();
     server = undefined;

@@ -28,6 +28,7 @@ import {
   STAGE2_FILE,
 } from "./initramfs.ts";
 import { renderStage2, RUN_FILES } from "./stage2.ts";
+import { pathExists } from "../../blockdev/mod.ts";
 
 /** Where initramfs images and run directories live; /var/tmp is not overmounted in the guest. */
 export const DEFAULT_VM_WORK_DIR = "/var/tmp/zerofs-csi-vm";
@@ -158,7 +159,7 @@ async function bootAndWait(
   const deadline = started + run.timeoutMs;
   while (!exited && performance.now() < deadline) {
     await waitAtMost(status, POLL_INTERVAL_MS);
-    if (bootMs === undefined && await exists(`${run.runDir}/${RUN_FILES.started}`)) {
+    if (bootMs === undefined && await pathExists(`${run.runDir}/${RUN_FILES.started}`)) {
       bootMs = performance.now() - started;
     }
   }
@@ -203,15 +204,6 @@ async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> 
     await Promise.race([promise, new Promise((resolve) => timer = setTimeout(resolve, ms))]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -7,6 +7,7 @@
  */
 
 import { type GuestKernel, requireHostTool } from "./host_tools.ts";
+import { pathExists } from "../../blockdev/mod.ts";
 
 /** The 9p mount tag the harness gives the host root. */
 export const HOST_ROOT_TAG = "hostroot";
@@ -59,7 +60,7 @@ export async function ensureInitramfs(
     [kernel.version, busybox, (await Deno.stat(busybox)).size, ...modulePaths, init].join("\n"),
   );
   const path = `${options.cacheDir}/initramfs-${kernel.version}-${key.slice(0, 16)}.cpio.gz`;
-  if (await exists(path)) return { path, built: false, buildMs: performance.now() - started };
+  if (await pathExists(path)) return { path, built: false, buildMs: performance.now() - started };
 
   await Deno.mkdir(options.cacheDir, { recursive: true });
   const staging = await Deno.makeTempDir({ dir: options.cacheDir, prefix: "initramfs-build-" });
@@ -216,16 +217,6 @@ async function listTree(root: string, relative = "."): Promise<string[]> {
     else found.push(child);
   }
   return found;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 async function sha256Hex(text: string): Promise<string> {
