@@ -7,7 +7,9 @@
  * parameters; ControllerPublish/Unpublish record which nodes the volume is
  * attached to and how (an unknown node is NOT_FOUND, see `known_nodes.ts`;
  * the publish context carries the volume's current capacity, so a volume
- * expanded offline attaches at its new size); DeleteVolume deletes every object under
+ * expanded offline attaches at its new size); ControllerExpandVolume records
+ * the new capacity, refused while the volume is published anywhere (offline
+ * expansion); DeleteVolume deletes every object under
  * `<storageURL>/<volumeId>/` (or keeps them with `deletePolicy: retain`),
  * refusing while any node still has the volume published.
  *
@@ -505,6 +507,14 @@ async function validateCapabilities(deps: ControllerDeps, req: CsiRequest) {
   };
 }
 
+/**
+ * Records the new capacity; the node grows device and filesystem the next
+ * time it stages the volume (the publish context carries the size). OFFLINE
+ * expansion only: while a node has the volume published, that node's
+ * attachment keeps the old size (a VolumeAttachment can outlive a quick pod
+ * restart), so the request is refused with FAILED_PRECONDITION, as the CSI
+ * spec allows, and nothing changes; the CO retries after the detach.
+ */
 async function expandVolume(deps: ControllerDeps, req: CsiRequest) {
   const id = parseVolumeId(req.volume_id);
   if (!req.capacity_range) throw invalidArgument("capacity_range is required");
@@ -514,6 +524,14 @@ async function expandVolume(deps: ControllerDeps, req: CsiRequest) {
   if (wanted <= entry.capacityBytes) {
     // Shrinking discards data; an equal or smaller request is already satisfied.
     return { capacity_bytes: entry.capacityBytes, node_expansion_required: true };
+  }
+  const nodes = publishedNodesOf(entry);
+  if (nodes.length > 0) {
+    throw failedPrecondition(
+      `volume ${id} is in use: published to node(s) ${nodes.join(", ")}; this driver ` +
+        `expands offline, once no node has the volume attached — delete the pods that use it ` +
+        `and the expansion proceeds after the detach`,
+    );
   }
   await deps.registry.put({ ...entry, capacityBytes: wanted });
   return { capacity_bytes: wanted, node_expansion_required: true };

@@ -145,11 +145,11 @@ async function runLifecycle(env: NodeEnvironment): Promise<void> {
     `ZeroFS's objects in S3 under volumes/${VOLUME_ID}/`,
     () => countObjects(env, VOLUME_ID),
   );
-  await step("NodeStageVolume again (no reformat)", () => node().NodeStageVolume(stage));
-  await step("the file is still there", async () => {
-    const text = await Deno.readTextFile(join(paths.staging, "hello.txt"));
-    if (text !== NOTE) throw new Error(`file content changed: ${JSON.stringify(text)}`);
-  });
+  // Offline expansion: ControllerExpandVolume is refused while a node has the volume published.
+  await step(
+    "ControllerUnpublishVolume",
+    () => controller.ControllerUnpublishVolume({ volume_id: VOLUME_ID, node_id: "test-node" }),
+  );
   const expanded = await step(
     "ControllerExpandVolume to 2 GiB",
     () =>
@@ -159,6 +159,11 @@ async function runLifecycle(env: NodeEnvironment): Promise<void> {
         volume_capability: capabilityFor("ext4"),
       }),
   );
+  await step("NodeStageVolume again (no reformat)", () => node().NodeStageVolume(stage));
+  await step("the file is still there", async () => {
+    const text = await Deno.readTextFile(join(paths.staging, "hello.txt"));
+    if (text !== NOTE) throw new Error(`file content changed: ${JSON.stringify(text)}`);
+  });
   const grown = await step(
     "NodeExpandVolume (offline: regrow device, grow ext4)",
     () =>
@@ -177,10 +182,6 @@ async function runLifecycle(env: NodeEnvironment): Promise<void> {
   await step(
     "NodeUnstageVolume",
     () => node().NodeUnstageVolume({ volume_id: VOLUME_ID, staging_target_path: paths.staging }),
-  );
-  await step(
-    "ControllerUnpublishVolume",
-    () => controller.ControllerUnpublishVolume({ volume_id: VOLUME_ID, node_id: "test-node" }),
   );
   await step("DeleteVolume", () => controller.DeleteVolume({ volume_id: VOLUME_ID }));
   const left = await step(

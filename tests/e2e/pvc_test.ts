@@ -537,16 +537,20 @@ Deno.test({
           assert.ok(before < 1024 ** 3, `1 GiB volume shows ${before} bytes`);
           const { pv } = await boundVolume("grow");
           await deletePod("grow-1");
-          // Offline: the driver learns the new size when the volume is next attached
-          // (ControllerPublishVolume's publish context), so the patch waits for the
-          // detach. A VolumeAttachment that outlives a quick pod restart keeps the old
-          // size, and the kubelet's NodeExpandVolume on the published volume is refused.
-          await waitFor(`PV ${pv} detached`, POD_TIMEOUT_MS, async () => {
-            const list = await listItems<{ spec: { source: { persistentVolumeName?: string } } }>(
-              ["volumeattachments"],
+          // Patched at once: the VolumeAttachment usually outlives the pod by seconds, so
+          // csi-resizer's first ControllerExpandVolume meets a published volume. Offline
+          // expansion: the driver refuses (FAILED_PRECONDITION, nothing changes), the resizer
+          // retries, and the expansion happens after the detach; the next attach carries the
+          // new size to NodeStageVolume.
+          /** A VolumeAttachment of the PV that is not on its way out. */
+          const attached = async () =>
+            (await listItems<{
+              metadata: { deletionTimestamp?: string };
+              spec: { source: { persistentVolumeName?: string } };
+            }>(["volumeattachments"])).some((a) =>
+              a.spec.source.persistentVolumeName === pv && !a.metadata.deletionTimestamp
             );
-            return list.some((a) => a.spec.source.persistentVolumeName === pv) ? undefined : true;
-          }, ["volumeattachments"]);
+          const attachedAtPatch = await attached();
           await kubectl([
             "patch",
             "pvc",
@@ -559,10 +563,28 @@ Deno.test({
             POD_TIMEOUT_MS,
             async () => {
               const v = await getJson(["pv", pv]) as { spec: { capacity: { storage: string } } };
-              return v.spec.capacity.storage === "2Gi" ? true : undefined;
+              if (v.spec.capacity.storage !== "2Gi") return undefined;
+              if (await attached()) throw new Hopeless(`PV ${pv} expanded while still attached`);
+              return true;
             },
-            ["pvc grow", `pv ${pv}`],
+            ["pvc grow", `pv ${pv}`, "volumeattachments"],
           );
+          const refusals = (await kubectl([
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=PersistentVolumeClaim,involvedObject.name=grow," +
+            "reason=VolumeResizeFailed",
+            "-o",
+            'jsonpath={range .items[*]}{.message}{"\\n"}{end}',
+          ])).trim();
+          console.log(
+            `attached when patched: ${attachedAtPatch}; resizer refusals:\n${refusals || "(none)"}`,
+          );
+          if (refusals) {
+            assert.match(refusals, new RegExp(`published to node\\(s\\) ${NODE}`), refusals);
+            assert.match(refusals, /delete the pods that use it/, refusals);
+          }
           await applyJson(pod("grow-2", "grow", "exec sleep 3600"));
           await podRunning("grow-2");
           await waitFor("the PVC's status capacity 2Gi", POD_TIMEOUT_MS, async () => {
@@ -575,6 +597,25 @@ Deno.test({
           assert.ok(
             after > 1.5 * 1024 ** 3,
             `after growing to 2 GiB the file system has ${after} bytes`,
+          );
+          // Nothing left failed: the kubelet's NodeExpandVolume found the volume staged at
+          // its new size.
+          const claim = await getJson(["pvc", "grow"]) as {
+            status: {
+              conditions?: { type: string; message?: string }[];
+              allocatedResourceStatuses?: Record<string, string>;
+            };
+          };
+          assert.deepEqual(
+            (claim.status.conditions ?? []).map((c) => c.type),
+            [],
+            JSON.stringify(claim.status),
+          );
+          assert.ok(
+            !Object.values(claim.status.allocatedResourceStatuses ?? {}).some((v) =>
+              /Failed|Infeasible/.test(v)
+            ),
+            JSON.stringify(claim.status),
           );
           await deletePod("grow-2");
           await kubectl(["delete", "pvc", "grow", "--wait=true", "--timeout=180s"]);

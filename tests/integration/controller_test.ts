@@ -153,12 +153,21 @@ Deno.test("controller: happy path of every RPC, idempotency, UNIMPLEMENTED", asy
     });
     assert.equal(bad.confirmed, null);
     assert.match(bad.message, /MULTI_NODE_MULTI_WRITER is not supported/);
+    // Offline expansion: refused while published (see the restart test below).
+    await expectCode(
+      c.ControllerExpandVolume({
+        volume_id: "pvc-happy",
+        capacity_range: { required_bytes: 2 * GiB },
+      }),
+      status.FAILED_PRECONDITION,
+      /published to node\(s\) node-a/,
+    );
+    await c.ControllerUnpublishVolume({ volume_id: "pvc-happy", node_id: "node-a" });
     const exp = await c.ControllerExpandVolume({
       volume_id: "pvc-happy",
       capacity_range: { required_bytes: 2 * GiB },
     });
     assert.deepEqual(exp, { capacity_bytes: 2 * GiB, node_expansion_required: true });
-    await c.ControllerUnpublishVolume({ volume_id: "pvc-happy", node_id: "node-a" });
     await c.DeleteVolume({ volume_id: "pvc-happy" });
     await c.DeleteVolume({ volume_id: "pvc-happy" });
     await expectCode(
@@ -173,6 +182,65 @@ Deno.test("controller: happy path of every RPC, idempotency, UNIMPLEMENTED", asy
     await expectCode(c.ListVolumes({}), status.UNIMPLEMENTED);
     await expectCode(c.CreateSnapshot({ source_volume_id: "a", name: "b" }), status.UNIMPLEMENTED);
   });
+});
+
+Deno.test("controller: expansion waits until no node has the volume published, across restarts", async () => {
+  const dir = await makeTestDir();
+  const publish = (c: RunningDriver["client"]["controller"], node_id: string) =>
+    c.ControllerPublishVolume({
+      volume_id: "pvc-grow",
+      node_id,
+      volume_capability: mountCap(),
+      readonly: false,
+    });
+  const expand = (c: RunningDriver["client"]["controller"], required_bytes: number) =>
+    c.ControllerExpandVolume({ volume_id: "pvc-grow", capacity_range: { required_bytes } });
+  try {
+    await withController(async ({ client }) => {
+      const c = client.controller;
+      await c.CreateVolume({
+        name: "pvc-grow",
+        capacity_range: { required_bytes: GiB },
+        volume_capabilities: [mountCap()],
+      });
+      await publish(c, "node-a");
+      await publish(c, "node-b");
+    }, dir);
+    // A new controller process reads the publications from the record.
+    await withController(async ({ client }) => {
+      const c = client.controller;
+      const refused = await expectCode(expand(c, 2 * GiB), status.FAILED_PRECONDITION);
+      assert.match(
+        refused.details,
+        /volume pvc-grow is in use: published to node\(s\) node-a, node-b/,
+      );
+      assert.match(refused.details, /expands offline/);
+      assert.match(refused.details, /delete the pods that use it/);
+      // Nothing changed: the attachments still get the old size.
+      assert.equal((await publish(c, "node-a")).publish_context.capacityBytes, String(GiB));
+      // A size the volume already has needs no change and is answered while published.
+      assert.deepEqual(await expand(c, GiB), {
+        capacity_bytes: GiB,
+        node_expansion_required: true,
+      });
+      await c.ControllerUnpublishVolume({ volume_id: "pvc-grow", node_id: "node-a" });
+      await expectCode(expand(c, 2 * GiB), status.FAILED_PRECONDITION, /node\(s\) node-b;/);
+      await c.ControllerUnpublishVolume({ volume_id: "pvc-grow", node_id: "node-b" });
+    }, dir);
+    await withController(async ({ client }) => {
+      const c = client.controller;
+      assert.deepEqual(await expand(c, 2 * GiB), {
+        capacity_bytes: 2 * GiB,
+        node_expansion_required: true,
+      });
+      // The next attach carries the new size to NodeStageVolume.
+      assert.equal((await publish(c, "node-a")).publish_context.capacityBytes, String(2 * GiB));
+      await c.ControllerUnpublishVolume({ volume_id: "pvc-grow", node_id: "node-a" });
+      await c.DeleteVolume({ volume_id: "pvc-grow" });
+    }, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("controller: any name works; a name that is not an ID gets a derived, stable ID", async () => {

@@ -98,12 +98,17 @@ Deno.test("sidecar conformance: provisioner → attacher → resizer → attache
     assert.ok(validated.confirmed, validated.message);
     assert.deepEqual(validated.confirmed.volume_context, vol.volume_context);
 
-    // external-resizer (offline): expand, then the kubelet does NodeExpandVolume.
-    const expanded = await controller.ControllerExpandVolume({
-      volume_id: pvName,
-      capacity_range: { required_bytes: 3 * GiB },
-      volume_capability: cap,
-    });
+    // external-resizer (offline): refused while attached (FAILED_PRECONDITION: the resizer
+    // retries); after the detach it expands, then the kubelet does NodeExpandVolume.
+    const expand = () =>
+      controller.ControllerExpandVolume({
+        volume_id: pvName,
+        capacity_range: { required_bytes: 3 * GiB },
+        volume_capability: cap,
+      });
+    await assert.rejects(expand(), /FAILED_PRECONDITION.*published to node\(s\) worker-1/);
+    await controller.ControllerUnpublishVolume({ volume_id: pvName, node_id: "worker-1" });
+    const expanded = await expand();
     assert.equal(expanded.capacity_bytes, 3 * GiB);
     assert.equal(expanded.node_expansion_required, true);
 
@@ -120,7 +125,7 @@ Deno.test("sidecar conformance: provisioner → attacher → resizer → attache
     }
     assert.equal((await listBucketKeys(s3, BUCKET, `base/${pvName}/`)).length, 40);
 
-    // external-attacher on detach; provisioner on PVC delete (twice: retries).
+    // external-attacher on detach (again: idempotent); provisioner on PVC delete (twice: retries).
     assert.deepEqual(
       await controller.ControllerUnpublishVolume({ volume_id: pvName, node_id: "worker-1" }),
       {},
