@@ -8,7 +8,11 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { runTool } from "../../blockdev/mod.ts";
-import { type KubeCluster, startKubeCluster } from "../fixtures/kube_cluster.ts";
+import {
+  type KubeCluster,
+  startKubeCluster,
+  writeTokenKubeconfig,
+} from "../fixtures/kube_cluster.ts";
 
 const DEV_OVERLAY = fileURLToPath(new URL("../../manifests/overlays/dev", import.meta.url));
 const NAMESPACE = "zerofs";
@@ -47,20 +51,7 @@ async function serviceAccountKubeconfig(cluster: KubeCluster, sa: string): Promi
   ]);
   const token = stdout.trim();
   assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, "kubectl create token did not print a JWT");
-  const path = `${cluster.dir}/${sa}.kubeconfig`;
-  const config = {
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{
-      name: "c",
-      cluster: { server: cluster.server, "certificate-authority": cluster.caCertPath },
-    }],
-    users: [{ name: sa, user: { token } }],
-    contexts: [{ name: "c", context: { cluster: "c", user: sa } }],
-    "current-context": "c",
-  };
-  await Deno.writeTextFile(path, JSON.stringify(config), { mode: 0o600 });
-  return path;
+  return await writeTokenKubeconfig(cluster, sa, token);
 }
 
 interface AuditEvent {

@@ -28,7 +28,11 @@ import {
   zerofsPodName,
 } from "../../zerofs/mod.ts";
 import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
-import { type KubeCluster, startKubeCluster } from "../fixtures/kube_cluster.ts";
+import {
+  type KubeCluster,
+  startKubeCluster,
+  writeTokenKubeconfig,
+} from "../fixtures/kube_cluster.ts";
 
 const DEV_OVERLAY = fileURLToPath(new URL("../../manifests/overlays/dev", import.meta.url));
 const NS = "zerofs";
@@ -88,20 +92,7 @@ async function tokenKubeconfig(
   const token = stdout.trim();
   assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/, "kubectl create token did not print a JWT");
   const name = `${sa}-${boundPod ?? "unbound"}`;
-  const path = `${cluster.dir}/${name}.kubeconfig`;
-  const config = {
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{
-      name: "c",
-      cluster: { server: cluster.server, "certificate-authority": cluster.caCertPath },
-    }],
-    users: [{ name, user: { token } }],
-    contexts: [{ name: "c", context: { cluster: "c", user: name } }],
-    "current-context": "c",
-  };
-  await Deno.writeTextFile(path, JSON.stringify(config), { mode: 0o600 });
-  return path;
+  return await writeTokenKubeconfig(cluster, name, token);
 }
 
 /** The API server's refusal of a request: HTTP status and Status message. */
