@@ -105,6 +105,7 @@ export {
 } from "./server.ts";
 export { CSI_SPEC_VERSION, DRIVER_NAME, DRIVER_VERSION } from "./version.ts";
 export {
+  buildInstanceSpec,
   createNodeContext,
   type NodeContext,
   nodeHandlers,

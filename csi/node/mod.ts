@@ -36,6 +36,7 @@ export { NodeStateStore, type NodeVolumeState } from "./state.ts";
 export { unstageVolume } from "./unstage.ts";
 export { volumeCondition, type VolumeHealth, volumeHealth } from "./stats.ts";
 export { recoverNodeState } from "./recovery.ts";
+export { buildInstanceSpec } from "./zerofs_instance.ts";
 export { DEFAULT_KUBELET_DIR, kubeletDirProblem } from "./host_paths.ts";
 export { FileSettingsProvider, parseSettingsFile, type SettingsFile } from "./settings_provider.ts";
 

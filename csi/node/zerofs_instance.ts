@@ -15,6 +15,7 @@ import {
   type VolumePin,
   type VolumeSettings,
   zerofsFeatures,
+  type ZeroFsRunner,
   type ZeroFsVersion,
 } from "../../zerofs/mod.ts";
 import { failedPrecondition } from "../errors.ts";
@@ -41,7 +42,26 @@ export async function instanceSpecFor(
   const secrets = resolved.secrets;
   const version = await ctx.runner.version(settings);
   if (opts.readOnly) requireReaderSupport(opts.volumeId, version);
-  const view = ctx.runner.view({ paths: opts.paths, settings, secrets });
+  return buildInstanceSpec(ctx.runner, { ...opts, settings, secrets, version });
+}
+
+/**
+ * The runner's spec from settings already resolved: config text, its hash
+ * (a reader and a writer of the same config differ) and the secret env.
+ */
+export function buildInstanceSpec(
+  runner: Pick<ZeroFsRunner, "view">,
+  opts: {
+    volumeId: string;
+    paths: VolumePaths;
+    readOnly: boolean;
+    settings: VolumeSettings;
+    secrets: Parameters<ZeroFsRunner["view"]>[0]["secrets"];
+    version: ZeroFsVersion;
+  },
+): InstanceSpec {
+  const { settings, version } = opts;
+  const view = runner.view({ paths: opts.paths, settings, secrets: opts.secrets });
   const configToml = renderConfigToml(settings, {
     volumeId: opts.volumeId,
     version,

@@ -11,7 +11,6 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import type { V1Pod } from "@kubernetes/client-node";
 import { runTool } from "../../blockdev/mod.ts";
@@ -20,13 +19,13 @@ import {
   type InstanceSpec,
   type KubeClient,
   PodRunner,
-  renderConfigToml,
   resolveSettings,
   volumePaths,
   type VolumeSettings,
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
+import { buildInstanceSpec } from "../../csi/mod.ts";
 import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
 import {
   type KubeCluster,
@@ -135,22 +134,8 @@ async function instanceSpec(
   readOnly: boolean,
 ): Promise<InstanceSpec> {
   const paths = volumePaths(stateRoot, volumeId);
-  const view = runner.view({ paths, settings, secrets: {} });
   const version = await runner.version(settings);
-  const configToml = renderConfigToml(settings, { volumeId, readOnly, version, ...view });
-  return {
-    volumeId,
-    stateDir: paths.dir,
-    configToml,
-    configHash: createHash("sha256").update(configToml).update(String(readOnly)).digest("hex"),
-    secretEnv: view.secretEnv,
-    readOnly,
-    ninepSocket: paths.ninepSocket,
-    nbdSocket: paths.nbdSocket,
-    exportName: "",
-    settings,
-    zerofsVersion: version,
-  };
+  return buildInstanceSpec(runner, { volumeId, paths, readOnly, settings, secrets: {}, version });
 }
 
 /** A pod that only holds a place on a node (no kubelet runs: it stays Pending). */

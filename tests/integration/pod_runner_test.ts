@@ -8,19 +8,18 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import {
   checkReady,
   createKubeClient,
   type InstanceSpec,
   PodRunner,
-  renderConfigToml,
   resolveSettings,
   volumePaths,
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
+import { buildInstanceSpec } from "../../csi/mod.ts";
 import {
   BASE_MANIFESTS_DIR,
   type KubeObject,
@@ -97,22 +96,15 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
       });
       const paths = volumePaths(stateRoot, volumeId);
       await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
-      const view = runner.view({ paths, settings, secrets: {} });
       const version = await runner.version(settings);
-      const configToml = renderConfigToml(settings, { volumeId, readOnly, version, ...view });
-      return {
+      return buildInstanceSpec(runner, {
         volumeId,
-        stateDir: paths.dir,
-        configToml,
-        configHash: createHash("sha256").update(configToml).update(String(readOnly)).digest("hex"),
-        secretEnv: view.secretEnv,
+        paths,
         readOnly,
-        ninepSocket: paths.ninepSocket,
-        nbdSocket: paths.nbdSocket,
-        exportName: "",
         settings,
-        zerofsVersion: version,
-      };
+        secrets: {},
+        version,
+      });
     },
   };
   try {
