@@ -70,5 +70,5 @@ export {
   readMountInfo,
 } from "./mountinfo.ts";
 export { listLoopDevices, loopBackingFile, type LoopDevice } from "./loop.ts";
-export { isProcessAlive } from "./process.ts";
+export { isProcessAlive, processArgv } from "./process.ts";
 export { pathExists, type PathExistsOptions } from "./path_exists.ts";

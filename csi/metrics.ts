@@ -155,6 +155,7 @@ export class DriverMetrics {
   readonly #devicesAvailable: Gauge;
   readonly #zerofsInstances: Gauge<"state">;
   readonly #volumesAbnormal: Gauge;
+  readonly #orphans: Gauge<"kind">;
 
   constructor(opts: DriverMetricsOptions = {}) {
     this.#driverName = opts.driverName ?? DRIVER_NAME;
@@ -194,6 +195,13 @@ export class DriverMetrics {
       "zerofs_csi_volumes_abnormal",
       "Staged volumes whose device, mount or ZeroFS instance is not as recorded.",
     );
+    this.#orphans = new Gauge({
+      name: "zerofs_csi_orphans",
+      help: "Devices, mounts and ZeroFS processes under the state dir that no volume record " +
+        "owns, by kind (nbd, loop, fuse, mount, zerofs); reported, never removed.",
+      labelNames: ["kind"],
+      registers: [this.#nodeRegistry],
+    });
   }
 
   /** Record one finished RPC in `csi_plugin_operations_seconds`. */
@@ -222,6 +230,18 @@ export class DriverMetrics {
     this.#zerofsInstances.set({ state: "not_ready" }, g.zerofsInstancesNotReady);
     this.#volumesAbnormal.set(g.volumesAbnormal);
     this.#nodeGaugesSet = true;
+  }
+
+  /** Set `zerofs_csi_orphans{kind}` for every kind in `counts` (scraped with the node gauges). */
+  setOrphans(counts: Record<string, number>): void {
+    for (const [kind, value] of Object.entries(counts)) {
+      if (!Number.isInteger(value) || value < 0) {
+        throw new RangeError(
+          `Cannot set orphans{kind="${kind}"} to ${value}: expected a count >= 0.`,
+        );
+      }
+      this.#orphans.set({ kind }, value);
+    }
   }
 
   /** Run `collector` before each scrape (in registration order). */

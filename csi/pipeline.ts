@@ -7,8 +7,8 @@
  */
 
 import type * as grpc from "@grpc/grpc-js";
-import { Code, codeName, CsiError, toCsiError } from "./errors.ts";
-import type { VolumeLocks } from "./locks.ts";
+import { aborted, Code, codeName, CsiError, toCsiError } from "./errors.ts";
+import { VolumeBusyError, type VolumeFileLocks, type VolumeLocks } from "./locks.ts";
 import type { Logger } from "./log.ts";
 import { knownSecretValues, redact, scrubValues, secretValuesOf } from "./redact.ts";
 import { ZeroFsNotReadyError } from "../zerofs/mod.ts";
@@ -28,6 +28,11 @@ export type ServiceHandlers = Record<string, Handler>;
 export interface PipelineContext {
   log: Logger;
   locks: VolumeLocks;
+  /**
+   * Taken after `locks` by services whose volumes have files on this host
+   * (the node), so the `attach`/`detach` verbs cannot race the agent.
+   */
+  fileLocks?: VolumeFileLocks;
   /** Told of every finished call (metrics). */
   observe?: (call: { method: string; code: Code; seconds: number }) => void;
 }
@@ -63,10 +68,12 @@ export async function runCall(
   const started = performance.now();
   const volumeId = volumeKeyOf(call.method, call.req);
   let release: (() => void) | undefined;
+  let releaseFile: (() => Promise<void>) | undefined;
   try {
-    // Synchronous, before the first await: two calls cannot both get past here.
     if (volumeId !== undefined && !UNLOCKED.has(call.method)) {
+      // Synchronous, before the first await: two calls cannot both get past here.
       release = ctx.locks.acquire(volumeId, call.method);
+      releaseFile = await acquireFileLock(ctx, volumeId, call.method);
     }
     if (ctx.log.enabled("debug")) {
       ctx.log.log("debug", "rpc request", { method: call.method, request: redact(call.req) });
@@ -93,7 +100,25 @@ export async function runCall(
     ctx.observe?.({ method: call.method, code: safe.code, seconds: elapsedSeconds(started) });
     throw safe;
   } finally {
+    // An unlock that fails must not turn the call's answer into a non-CSI error;
+    // the kernel drops the flock when this process exits anyway.
+    await releaseFile?.().catch((e) =>
+      ctx.log.log("warn", "volume lock release failed", { volume_id: volumeId, error: `${e}` })
+    );
     release?.();
+  }
+}
+
+async function acquireFileLock(
+  ctx: PipelineContext,
+  volumeId: string,
+  method: string,
+): Promise<(() => Promise<void>) | undefined> {
+  try {
+    return await ctx.fileLocks?.acquire(volumeId, method);
+  } catch (e) {
+    if (!(e instanceof VolumeBusyError)) throw e;
+    throw aborted(`${e.message}; retry later`);
   }
 }
 

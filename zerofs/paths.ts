@@ -1,5 +1,6 @@
 /**
- * Where a volume's host-side files live: `<stateRoot>/v/<16 hex>/`.
+ * Where a volume's host-side files live: `<stateRoot>/v/<16 hex>/`, and its
+ * lock at `<stateRoot>/locks/<16 hex>.lock`.
  *
  * The directory is named by a hash of the volume ID so that a 128-byte ID
  * still leaves unix socket paths under the kernel's 108-byte limit.
@@ -21,6 +22,13 @@ export interface VolumePaths {
   ninepSocket: string;
   nbdSocket: string;
   zerofsPid: string;
+  /**
+   * The cross-process volume lock. It sits beside the volume directories, not
+   * in one: unstage removes the volume's directory while holding the lock, and
+   * a lock file that vanished with it would let a second process lock a new
+   * file of the same name.
+   */
+  lockFile: string;
 }
 
 /** Stable 16-hex-digit name for a volume's state directory. */
@@ -38,6 +46,7 @@ export function volumePaths(stateRoot: string, volumeId: string): VolumePaths {
     ninepSocket: join(dir, "9p.sock"),
     nbdSocket: join(dir, "nbd.sock"),
     zerofsPid: join(dir, "zerofs.pid"),
+    lockFile: join(stateRoot, "locks", `${volumeDirName(volumeId)}.lock`),
   };
 }
 

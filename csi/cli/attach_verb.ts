@@ -7,8 +7,9 @@
  */
 
 import { failedPrecondition } from "../errors.ts";
+import { type AsyncRelease, VolumeBusyError, VolumeFileLocks } from "../locks.ts";
 import type { Logger } from "../log.ts";
-import { nodeStageVolume, unstageVolume } from "../node/mod.ts";
+import { type NodeContext, nodeStageVolume, unstageVolume } from "../node/mod.ts";
 import { type Flags, optionalFlag, parseFlags, requireFlag, UsageError } from "./flags.ts";
 import { LOG_FLAGS } from "./flags.ts";
 
@@ -30,6 +31,23 @@ export async function withProgress<T>(log: Logger, what: string, work: Promise<T
     return await work;
   } finally {
     clearInterval(timer);
+  }
+}
+
+/**
+ * Take the volume's cross-process lock, the one the node agent takes for
+ * every volume RPC, or fail at once saying who is working on the volume.
+ */
+async function lockVolume(ctx: NodeContext, volumeId: string, verb: string): Promise<AsyncRelease> {
+  try {
+    return await new VolumeFileLocks(ctx.stateRoot).acquire(volumeId, `${verb} verb`);
+  } catch (e) {
+    if (!(e instanceof VolumeBusyError)) throw e;
+    throw new Error(
+      `volume ${volumeId} is busy: the node agent or another verb is working on it` +
+        (e.holder ? ` (${e.holder})` : "") +
+        `. Wait for it to finish, or stop the node agent first, then retry.`,
+    );
   }
 }
 
@@ -80,8 +98,14 @@ export async function runAttach(argv: string[]): Promise<number> {
   if (flags.help) return printUsage("attach");
   const req = stageRequestFrom(flags);
   const { ctx, log } = await nodeContextFor("attach", flags);
-  await withProgress(log, "staging", nodeStageVolume(ctx, req));
-  const state = await ctx.states.read(req.volume_id);
+  const release = await lockVolume(ctx, req.volume_id, "attach");
+  let state;
+  try {
+    await withProgress(log, "staging", nodeStageVolume(ctx, req));
+    state = await ctx.states.read(req.volume_id);
+  } finally {
+    await release();
+  }
   console.log(
     `Volume ${req.volume_id} is staged: device ${state?.attachment?.device}` +
       (state?.accessType === "mount" ? `, mounted at ${state.stagingPath}` : " (block)"),
@@ -99,6 +123,15 @@ export async function runDetach(argv: string[]): Promise<number> {
   if (flags.help) return printUsage("detach");
   const volumeId = requireFlag("detach", flags, "volume-id");
   const { ctx, log } = await nodeContextFor("detach", flags);
+  const release = await lockVolume(ctx, volumeId, "detach");
+  try {
+    return await detachLocked(ctx, log, volumeId);
+  } finally {
+    await release();
+  }
+}
+
+async function detachLocked(ctx: NodeContext, log: Logger, volumeId: string): Promise<number> {
   const state = await ctx.states.read(volumeId);
   if (!state) {
     console.log(`Volume ${volumeId} is not staged on this node; nothing to do.`);

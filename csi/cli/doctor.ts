@@ -37,6 +37,7 @@ import {
   MAX_SOCKET_PATH_BYTES,
   volumePaths,
 } from "../../zerofs/mod.ts";
+import { NodeStateStore, scanOrphans } from "../node/mod.ts";
 import type { CheckSeverity, DoctorCheck } from "./doctor_check.ts";
 import { findOriginalLeftovers, leftoverChecks } from "./doctor_leftovers.ts";
 
@@ -235,6 +236,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     ),
     checkSocketPaths(ctx.stateDir),
     await guarded("state dir", "error", () => checkStateDir(ctx)),
+    await guarded("orphans", "warning", () => checkOrphans(ctx)),
     ...await originalDriverChecks(opts.kube),
   ];
   return {
@@ -242,6 +244,33 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
     requestedAttachMode: requested,
     attachMode,
     checks,
+  };
+}
+
+/** Devices, mounts and ZeroFS processes under the state dir that no volume record owns. */
+async function checkOrphans(ctx: Context): Promise<DoctorCheck> {
+  const records = await new NodeStateStore(ctx.stateDir).list();
+  const orphans = await scanOrphans(ctx.stateDir, records, {
+    sysRoot: ctx.roots.sys,
+    procRoot: ctx.roots.proc,
+  });
+  if (orphans.length === 0) {
+    return {
+      name: "orphans",
+      ok: true,
+      severity: "warning",
+      detail: `every device, mount and ZeroFS process of ${ctx.stateDir} has a volume record`,
+    };
+  }
+  return {
+    name: "orphans",
+    ok: false,
+    severity: "warning",
+    detail: `${orphans.length} left behind that no volume record owns: ` +
+      orphans.map((o) => `${o.kind} ${o.what}: ${o.detail}`).join("; "),
+    fix: "zerofs-csi never removes these itself (nothing proves them unused). Check that no " +
+      "workload uses each (`lsblk`, `findmnt`), then remove it as its entry says: mounts " +
+      "first, then loop/nbd devices, then ZeroFS processes.",
   };
 }
 

@@ -8,10 +8,11 @@
 import { armFailpointsFromEnv } from "../failpoints.ts";
 import { createIdentityService } from "../identity.ts";
 import { registerNode } from "../known_nodes.ts";
-import { VolumeLocks } from "../locks.ts";
+import { VolumeFileLocks, VolumeLocks } from "../locks.ts";
 import type { Logger } from "../log.ts";
 import type { DriverMetrics } from "../metrics.ts";
 import {
+  countOrphans,
   createNodeContext,
   DEFAULT_KUBELET_DIR,
   kubeletDirProblem,
@@ -19,6 +20,7 @@ import {
   nodeHandlers,
   type NodeOptions,
   recoverNodeState,
+  scanOrphans,
   volumeHealth,
 } from "../node/mod.ts";
 import type { PipelineContext } from "../pipeline.ts";
@@ -102,7 +104,11 @@ export async function runNode(argv: string[]): Promise<number> {
     const record = await registerNode(registryDir, opts.nodeId);
     log.log("info", "node registered", { node_id: opts.nodeId, record });
   }
-  const pipeline: PipelineContext = { log, locks: new VolumeLocks() };
+  const pipeline: PipelineContext = {
+    log,
+    locks: new VolumeLocks(),
+    fileLocks: new VolumeFileLocks(ctx.stateRoot),
+  };
   const metrics = await metricsFor(optionalFlag(flags, "metrics-address"), pipeline, log);
   metrics?.metrics.onCollect(() => collectNodeGauges(ctx, metrics.metrics));
   const server = await startCsiServer(opts.endpoint, {
@@ -135,6 +141,7 @@ export async function collectNodeGauges(ctx: NodeContext, metrics: DriverMetrics
     zerofsInstancesNotReady: states.length - ready,
     volumesAbnormal: abnormal,
   });
+  metrics.setOrphans(countOrphans(await scanOrphans(ctx.stateRoot, states)));
 }
 
 /** Build the node context for a one-shot verb (status, attach, detach). */

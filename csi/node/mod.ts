@@ -37,6 +37,13 @@ export { unstageVolume } from "./unstage.ts";
 export { volumeCondition, type VolumeHealth, volumeHealth } from "./stats.ts";
 export { recoverNodeState } from "./recovery.ts";
 export { buildInstanceSpec } from "./zerofs_instance.ts";
+export {
+  countOrphans,
+  type Orphan,
+  ORPHAN_KINDS,
+  type OrphanKind,
+  scanOrphans,
+} from "./orphans.ts";
 export { DEFAULT_KUBELET_DIR, kubeletDirProblem } from "./host_paths.ts";
 export { FileSettingsProvider, parseSettingsFile, type SettingsFile } from "./settings_provider.ts";
 

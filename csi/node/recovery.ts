@@ -6,6 +6,8 @@
  */
 
 import type { NodeContext } from "./context.ts";
+import { scanOrphans } from "./orphans.ts";
+import type { NodeVolumeState } from "./state.ts";
 import { volumeCondition } from "./stats.ts";
 
 /** One volume as the agent found it at start. */
@@ -20,7 +22,8 @@ export interface RecoveredVolume {
 /** Read every state record and log how each volume looks now. */
 export async function recoverNodeState(ctx: NodeContext): Promise<RecoveredVolume[]> {
   const found: RecoveredVolume[] = [];
-  for (const state of await ctx.states.list()) {
+  const states = await ctx.states.list();
+  for (const state of states) {
     const condition = await volumeCondition(ctx, state);
     const entry = {
       volumeId: state.volumeId,
@@ -43,5 +46,22 @@ export async function recoverNodeState(ctx: NodeContext): Promise<RecoveredVolum
       );
     }
   }
+  await reportOrphans(ctx, states);
   return found;
+}
+
+/** One warning per device, mount or ZeroFS process no record owns; none is touched. */
+async function reportOrphans(
+  ctx: NodeContext,
+  states: NodeVolumeState[],
+): Promise<void> {
+  try {
+    for (const orphan of await scanOrphans(ctx.stateRoot, states)) {
+      ctx.log.log("warn", "orphan: no volume record owns it; left as is", { ...orphan });
+    }
+  } catch (e) {
+    ctx.log.log("warn", "orphan scan failed; run `zerofs-csi doctor` to retry it", {
+      error: (e as Error).message,
+    });
+  }
 }
