@@ -17,7 +17,7 @@ import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { STANDIN_BIN, STANDIN_ROOT_ENV } from "../fixtures/zerofs_standin/mod.ts";
 import { realZeroFsBin } from "../fixtures/zerofs.ts";
 import { CsiCallError, type CsiClient } from "./csi_client.ts";
-import { makeTestDir, type RunningDriver, startDriver } from "./driver.ts";
+import { makeTestDir, REPO_ROOT, type RunningDriver, startDriver } from "./driver.ts";
 import { expectCode } from "./volume_steps.ts";
 
 /** A running controller + node pair and the paths around them. */
@@ -633,4 +633,33 @@ export async function removeLeftoversUnder(dir: string, keepPids: Set<number>): 
 
 async function quiet(cmd: string, args: string[]): Promise<void> {
   await new Deno.Command(cmd, { args, stdout: "null", stderr: "null" }).output().catch(() => {});
+}
+
+/** What an operator's `zerofs-csi` command printed, and how it exited. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `zerofs-csi <args>` on the environment's host under the node's
+ * permission set, as an operator would, with the environment's credentials.
+ */
+export async function runNodeCli(env: NodeEnvironment, args: string[]): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-P=node", "--config", join(REPO_ROOT, "deno.json"), join(REPO_ROOT, "main.ts")]
+      .concat(args),
+    env: {
+      NO_COLOR: "1",
+      PATH: `${join(env.zerofsBin, "..")}:${Deno.env.get("PATH")}`,
+      ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
+      AWS_ACCESS_KEY_ID: env.s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }

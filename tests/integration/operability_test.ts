@@ -8,43 +8,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathExists } from "../../blockdev/mod.ts";
-import { REPO_ROOT } from "../helpers/driver.ts";
 import {
   type NodeEnvironment,
+  runNodeCli,
   TEST_ENCRYPTION_PASSWORD,
   withNodeEnvironment,
 } from "../helpers/node_env.ts";
 import { createVolume, nodeRequests } from "../helpers/volume_steps.ts";
 
 const GIB = 1024 ** 3;
-
-/** Run `zerofs-csi <args>` under the node's permission set, as an operator would. */
-async function cli(env: NodeEnvironment, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-P=node",
-      "--config",
-      join(REPO_ROOT, "deno.json"),
-      join(REPO_ROOT, "main.ts"),
-      ...args,
-    ],
-    env: {
-      NO_COLOR: "1",
-      PATH: `${join(env.zerofsBin, "..")}:${Deno.env.get("PATH")}`,
-      ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
-      AWS_ACCESS_KEY_ID: env.s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 /** Parse Prometheus text into `name{labels}` → value (HELP/TYPE lines skipped). */
 function parseMetrics(text: string): Map<string, number> {
@@ -138,7 +110,7 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
     await env.node.client.node.NodeStageVolume(req.stage);
     await Deno.writeTextFile(join(req.staging, "kept.txt"), "still here");
 
-    const json = await cli(env, ["status", "--state-dir", env.stateDir, "--json"]);
+    const json = await runNodeCli(env, ["status", "--state-dir", env.stateDir, "--json"]);
     assert.equal(json.code, 0, json.stderr);
     const rows = JSON.parse(json.stdout);
     assert.equal(rows.length, 1);
@@ -155,7 +127,7 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
     assert.equal(row.stagingPath, req.staging);
     assert.deepEqual(row.condition, { abnormal: false, message: "volume is healthy" });
 
-    const table = await cli(env, ["status", "--state-dir", env.stateDir]);
+    const table = await runNodeCli(env, ["status", "--state-dir", env.stateDir]);
     assert.equal(table.code, 0, table.stderr);
     const [head, line] = table.stdout.trim().split("\n");
     assert.match(head, /^VOLUME +PHASE +ACCESS +ZEROFS +DEVICE +SIZE +MOUNT +PODS +CONDITION$/);
@@ -167,7 +139,7 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
     );
 
     // Recover without Kubernetes: detach and attach from the shell, same code as unstage/stage.
-    const detach = await cli(env, [
+    const detach = await runNodeCli(env, [
       "detach",
       "--state-dir",
       env.stateDir,
@@ -192,19 +164,19 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
     ];
     // The verb is confined like the node agent: this staging path is not below the
     // default kubelet directory, so it is refused before anything starts.
-    const outside = await cli(env, attachArgs);
+    const outside = await runNodeCli(env, attachArgs);
     assert.equal(outside.code, 1, outside.stderr);
     assert.match(
       outside.stderr,
       /staging_target_path ".*" is not inside the kubelet directory \/var\/lib\/kubelet/,
     );
-    const refusedStatus = await cli(env, ["status", "--state-dir", env.stateDir]);
+    const refusedStatus = await runNodeCli(env, ["status", "--state-dir", env.stateDir]);
     assert.equal(refusedStatus.stdout.trim(), "No volumes are staged on this node.");
-    const attach = await cli(env, [...attachArgs, "--kubelet-dir", env.kubeletDir]);
+    const attach = await runNodeCli(env, [...attachArgs, "--kubelet-dir", env.kubeletDir]);
     assert.equal(attach.code, 0, attach.stderr);
     assert.doesNotMatch(attach.stderr, /formatting new volume/);
     assert.equal(await Deno.readTextFile(join(req.staging, "kept.txt")), "still here");
-    const again = await cli(env, [
+    const again = await runNodeCli(env, [
       "detach",
       "--state-dir",
       env.stateDir,
@@ -212,15 +184,15 @@ Deno.test("status shows a staged volume as a table and as JSON; detach then atta
       "pvc-status",
     ]);
     assert.equal(again.code, 0, again.stderr);
-    const empty = await cli(env, ["status", "--state-dir", env.stateDir]);
+    const empty = await runNodeCli(env, ["status", "--state-dir", env.stateDir]);
     assert.equal(empty.stdout.trim(), "No volumes are staged on this node.");
   });
 });
 
 Deno.test("doctor on this machine: reports the missing nbd module and exits cleanly", async () => {
   await withNodeEnvironment(async (env) => {
-    const auto = await cli(env, ["doctor", "--state-dir", env.stateDir]);
-    const kernel = await cli(env, [
+    const auto = await runNodeCli(env, ["doctor", "--state-dir", env.stateDir]);
+    const kernel = await runNodeCli(env, [
       "doctor",
       "--state-dir",
       env.stateDir,

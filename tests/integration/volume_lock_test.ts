@@ -15,7 +15,7 @@ import {
   type NodeEnvironment,
   readVolumeState,
   rejectedWithoutTrace,
-  TEST_ENCRYPTION_PASSWORD,
+  runNodeCli,
   withNodeEnvironment,
 } from "../helpers/node_env.ts";
 import { createVolume, expectCode, nodeRequests } from "../helpers/volume_steps.ts";
@@ -70,25 +70,6 @@ async function holdLockInChild(env: NodeEnvironment, volumeId: string): Promise<
       return await child.status;
     },
   };
-}
-
-/** Run `zerofs-csi <args>` under the node's permission set, as an operator would. */
-async function cli(env: NodeEnvironment, args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-P=node", "--config", join(REPO_ROOT, "deno.json"), join(REPO_ROOT, "main.ts")]
-      .concat(args),
-    env: {
-      NO_COLOR: "1",
-      PATH: `${join(env.zerofsBin, "..")}:${Deno.env.get("PATH")}`,
-      ZEROFS_ENCRYPTION_PASSWORD: TEST_ENCRYPTION_PASSWORD,
-      AWS_ACCESS_KEY_ID: env.s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
 
 /** The kernel's record of `pid`'s exclusive flocks (flock, not fcntl: dropped on exit). */
@@ -146,7 +127,7 @@ Deno.test("the node agent and the attach/detach verbs refuse a volume another pr
       /volume pvc-locked is busy: another process .*; retry later/,
     );
     assert.match(details, holderRe(first.pid));
-    const attach = await cli(env, [
+    const attach = await runNodeCli(env, [
       "attach",
       "--state-dir",
       env.stateDir,
@@ -182,7 +163,7 @@ Deno.test("the node agent and the attach/detach verbs refuse a volume another pr
       /volume pvc-locked is busy/,
     );
     assert.match(refused.details, holderRe(second.pid));
-    const detach = await cli(env, [
+    const detach = await runNodeCli(env, [
       "detach",
       "--state-dir",
       env.stateDir,
