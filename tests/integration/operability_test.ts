@@ -8,12 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathExists } from "../../blockdev/mod.ts";
-import {
-  type NodeEnvironment,
-  runNodeCli,
-  TEST_ENCRYPTION_PASSWORD,
-  withNodeEnvironment,
-} from "../helpers/node_env.ts";
+import { runNodeCli, withNodeEnvironment } from "../helpers/node_env.ts";
 import { createVolume, nodeRequests } from "../helpers/volume_steps.ts";
 
 const GIB = 1024 ** 3;
