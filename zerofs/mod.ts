@@ -61,6 +61,7 @@ export { listNbdExports, probeNbdExport } from "./nbd_probe.ts";
 export { checkReady, waitUntilReady } from "./readiness.ts";
 export { probeWritable, WRITER_PROBE_PATH, type WriterProbe } from "./writer_probe.ts";
 export { ProcessRunner, type ProcessRunnerOptions, readLogTail } from "./process_runner.ts";
+export { zerofsConfigOf, zerofsRunArgs } from "./run_argv.ts";
 export * from "./objectstore/mod.ts";
 export {
   apiErrorMessage,

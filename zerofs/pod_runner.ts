@@ -59,6 +59,7 @@ import { writeFileAtomic } from "./atomic_file.ts";
 import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "./kube_client.ts";
 import { checkSocketPath, volumeDirName, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
+import { zerofsRunArgs } from "./run_argv.ts";
 import type { RunnerLog } from "./process_runner.ts";
 import type { VolumeSettings } from "./settings.ts";
 import { imageVersion, type ZeroFsVersion } from "./version.ts";
@@ -266,12 +267,7 @@ export class PodRunner implements ZeroFsRunner {
         containers: [{
           name: POD_CONTAINER,
           image: s.zerofsImage,
-          args: [
-            "run",
-            "-c",
-            `${POD_STATE_DIR}/config.toml`,
-            ...(spec.readOnly ? ["--read-only"] : []),
-          ],
+          args: zerofsRunArgs(`${POD_STATE_DIR}/config.toml`, spec.readOnly),
           ...(env.length > 0 ? { env } : {}),
           ...(resources ? { resources } : {}),
           // Without pods/log access, a failed start still shows its last log lines.

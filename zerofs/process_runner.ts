@@ -23,6 +23,7 @@ import { checkSocketPath, type VolumePaths } from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { VolumeSettings } from "./settings.ts";
 import { secretEnv, type SecretValues } from "./secrets.ts";
+import { zerofsConfigOf, zerofsRunArgs } from "./run_argv.ts";
 import { removeSockets } from "./stale_sockets.ts";
 import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./runner.ts";
 import { SettingsError } from "./types.ts";
@@ -221,7 +222,7 @@ export class ProcessRunner implements ZeroFsRunner {
     await writeFileAtomic(files.config, spec.configToml);
     await removeSockets(spec);
     await rotateLog(files.log);
-    const args = ["run", "-c", files.config, ...(spec.readOnly ? ["--read-only"] : [])];
+    const args = zerofsRunArgs(files.config, spec.readOnly);
     const pid = await spawnDetached(this.#bin, args, {
       logPath: files.log,
       env: zerofsEnvironment(spec.secretEnv),
@@ -373,7 +374,7 @@ async function looksLikeSameProcess(record: RunnerRecord): Promise<boolean> {
   if (startTicks === null || startTicks !== record.startTicks) return false;
   // An empty cmdline is the instant of an exec (a wrapper script exec'ing ZeroFS); the start time matched.
   const argv = await readCmdline(record.pid);
-  return argv.length === 0 || runsConfig(argv, record.configPath);
+  return argv.length === 0 || zerofsConfigOf(argv) === record.configPath;
 }
 
 /**
@@ -405,13 +406,6 @@ async function readCmdline(pid: number): Promise<string[]> {
   return raw ? raw.split("\0") : [];
 }
 
-function runsConfig(argv: readonly string[], configPath: string): boolean {
-  return argv.some((arg, i) =>
-    ((arg === "-c" || arg === "--config") && argv[i + 1] === configPath) ||
-    arg === `--config=${configPath}`
-  ) && argv.includes("run");
-}
-
 /** Every live process whose argv runs `configPath` (covers a crash before the record was written). */
 async function findProcessesUsingConfig(configPath: string): Promise<number[]> {
   const pids: number[] = [];
@@ -419,7 +413,7 @@ async function findProcessesUsingConfig(configPath: string): Promise<number[]> {
     if (!/^\d+$/.test(entry.name)) continue;
     const pid = Number(entry.name);
     if (pid === Deno.pid) continue;
-    if (runsConfig(await readCmdline(pid), configPath)) pids.push(pid);
+    if (zerofsConfigOf(await readCmdline(pid)) === configPath) pids.push(pid);
   }
   return pids;
 }

@@ -21,7 +21,7 @@ import {
   processArgv,
   readMountInfo,
 } from "../../blockdev/mod.ts";
-import { volumePaths } from "../../zerofs/mod.ts";
+import { volumePaths, zerofsConfigOf } from "../../zerofs/mod.ts";
 import type { NodeVolumeState } from "./state.ts";
 
 /** What kind of thing was left behind. */
@@ -132,16 +132,6 @@ export function findOrphans(input: OrphanScanInput): Orphan[] {
     });
   }
   return orphans;
-}
-
-/** The config a `zerofs run -c <config>` argv runs, or undefined for any other argv. */
-export function zerofsConfigOf(argv: readonly string[]): string | undefined {
-  if (!argv.includes("run")) return undefined;
-  for (const [i, arg] of argv.entries()) {
-    if (arg === "-c" || arg === "--config") return argv[i + 1];
-    if (arg.startsWith("--config=")) return arg.slice("--config=".length);
-  }
-  return undefined;
 }
 
 /** How many orphans of each kind (every kind present, zero included). */

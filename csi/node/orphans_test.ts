@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { MountEntry } from "../../blockdev/mod.ts";
 import { volumeDirName } from "../../zerofs/mod.ts";
 import { DriverMetrics } from "../metrics.ts";
-import { countOrphans, findOrphans, type OrphanScanInput, zerofsConfigOf } from "./orphans.ts";
+import { countOrphans, findOrphans, type OrphanScanInput } from "./orphans.ts";
 
 const ROOT = "/run/zerofs-csi";
 const OWNED = "pvc-owned";
@@ -144,12 +144,6 @@ for (const c of CASES) {
     for (const o of found) assert.match(o.detail, /`(umount|losetup -d|nbd-client -d|kill) /);
   });
 }
-
-Deno.test("orphans: zerofsConfigOf reads only a `run` argv", () => {
-  assert.equal(zerofsConfigOf(["zerofs", "run", "--config", "/a/c.toml"]), "/a/c.toml");
-  assert.equal(zerofsConfigOf(["zerofs", "nbd", "-c", "/a/c.toml"]), undefined);
-  assert.equal(zerofsConfigOf(["zerofs", "run"]), undefined);
-});
 
 Deno.test("orphans: the gauge shows each kind, zero included", async () => {
   const metrics = new DriverMetrics();
