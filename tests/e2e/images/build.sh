@@ -251,14 +251,13 @@ stage_app() {
   find "$app" -name '*_test.ts' -delete
 }
 
-build_csi() {
-  local archive=$CACHE/zerofs-csi-dev.tar app=$CACHE/stage/app inputs
-  stage_app "$app"
-  build_node_base
-  build_csi_runtime "$app"
-  inputs=$( (echo "$CSI_RUNTIME $CSI_ENTRYPOINT $IMAGE_PATH" && cd "$app" && tree_digest .) | digest)
+# An image of the driver's runtime and sources (staged in $CACHE/stage/app), plus
+# EXTRA files of the repository, run by ENTRYPOINT. INPUTS says when it is current.
+build_app_image() { # IMAGE ARCHIVE ENTRYPOINT INPUTS [EXTRA...]
+  local image=$1 archive=$2 entrypoint=$3 inputs=$4 app=$CACHE/stage/app
+  shift 4
   if archive_current "$archive" "$inputs"; then
-    say "zerofs-csi:dev: archive up to date"
+    say "$image: archive up to date"
     return
   fi
   local t=$SECONDS
@@ -266,10 +265,20 @@ build_csi() {
   local c=$RUN_STDOUT
   local f
   for f in "${APP_FILES[@]}"; do bah 120 copy "$c" "$app/$f" "/app/$f"; done
-  commit_archive "$c" "$archive" "$CSI_IMAGE" "$inputs" \
+  for f in "$@"; do bah 60 copy "$c" "$REPO/$f" "/app/$f"; done
+  commit_archive "$c" "$archive" "$image" "$inputs" \
     --workingdir /app --env PATH="$IMAGE_PATH" --env DENO_DIR=/app/.deno --env DENO_NO_UPDATE_CHECK=1 \
-    --entrypoint "$CSI_ENTRYPOINT"
-  say "zerofs-csi:dev: built $(human_size "$archive") in $((SECONDS - t)) s"
+    --entrypoint "$entrypoint"
+  say "$image: built $(human_size "$archive") in $((SECONDS - t)) s"
+}
+
+build_csi() {
+  local app=$CACHE/stage/app inputs
+  stage_app "$app"
+  build_node_base
+  build_csi_runtime "$app"
+  inputs=$( (echo "$CSI_RUNTIME $CSI_ENTRYPOINT $IMAGE_PATH" && cd "$app" && tree_digest .) | digest)
+  build_app_image "$CSI_IMAGE" "$CACHE/zerofs-csi-dev.tar" "$CSI_ENTRYPOINT" "$inputs"
 }
 
 # The registrar stand-in: the same runtime and driver sources, plus the stand-in.
@@ -277,23 +286,11 @@ STANDIN_IMAGE=localhost/node-driver-registrar-standin:dev
 STANDIN_FILE=tests/e2e/registrar_standin.ts
 STANDIN_ENTRYPOINT='["/usr/local/bin/deno","run","--quiet","--cached-only","--config=/app/deno.json","--allow-read","--allow-write","--allow-env","--allow-net","/app/tests/e2e/registrar_standin.ts"]'
 build_registrar_standin() {
-  local archive=$CACHE/registrar-standin.tar app=$CACHE/stage/app inputs
+  local app=$CACHE/stage/app inputs
   inputs=$( (echo "$CSI_RUNTIME $STANDIN_ENTRYPOINT $IMAGE_PATH" && sha256sum <"$REPO/$STANDIN_FILE" &&
     cd "$app" && tree_digest .) | digest)
-  if archive_current "$archive" "$inputs"; then
-    say "$STANDIN_IMAGE: archive up to date"
-    return
-  fi
-  local t=$SECONDS
-  bah 60 from --pull=never "$CSI_RUNTIME"
-  local c=$RUN_STDOUT
-  local f
-  for f in "${APP_FILES[@]}"; do bah 120 copy "$c" "$app/$f" "/app/$f"; done
-  bah 60 copy "$c" "$REPO/$STANDIN_FILE" "/app/$STANDIN_FILE"
-  commit_archive "$c" "$archive" "$STANDIN_IMAGE" "$inputs" \
-    --workingdir /app --env PATH="$IMAGE_PATH" --env DENO_DIR=/app/.deno --env DENO_NO_UPDATE_CHECK=1 \
-    --entrypoint "$STANDIN_ENTRYPOINT"
-  say "$STANDIN_IMAGE: built $(human_size "$archive") in $((SECONDS - t)) s"
+  build_app_image "$STANDIN_IMAGE" "$CACHE/registrar-standin.tar" "$STANDIN_ENTRYPOINT" "$inputs" \
+    "$STANDIN_FILE"
 }
 
 # --- one binary per image: ZeroFS, the CSI sidecars -----------------------------------
