@@ -26,7 +26,7 @@ import {
   zerofsPodName,
 } from "../../zerofs/mod.ts";
 import { buildInstanceSpec } from "../../csi/mod.ts";
-import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
+import { type KubeObject, renderObjects } from "../helpers/manifests.ts";
 import {
   type KubeCluster,
   startKubeCluster,

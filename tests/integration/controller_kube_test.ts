@@ -21,7 +21,7 @@ import {
   type KubeStandin,
   startKubeStandin,
 } from "../fixtures/kube/mod.ts";
-import { renderObjects } from "../fixtures/kube/manifests.ts";
+import { renderObjects } from "../helpers/manifests.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import {
   BUCKET,

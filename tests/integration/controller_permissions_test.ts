@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { runTool } from "../../blockdev/run.ts";
 import { DEFAULT_STATE_DIR } from "../../csi/mod.ts";
 import { BASE_MANIFESTS_DIR, type KubeObject, startKubeStandin } from "../fixtures/kube/mod.ts";
-import { renderObjects } from "../fixtures/kube/manifests.ts";
+import { renderObjects } from "../helpers/manifests.ts";
 import { startS3 } from "../fixtures/s3.ts";
 import { BUCKET, listKeys, MOUNT_CAP, rawClient } from "../helpers/controller_s3.ts";
 import { makeTestDir, releaseFlags, REPO_ROOT, startDriver } from "../helpers/driver.ts";

@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import * as kubeSdk from "@kubernetes/client-node";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { dump, load } from "js-yaml";
-import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
+import { type KubeObject, renderObjects } from "../helpers/manifests.ts";
 import { BASE_MANIFESTS_DIR, startKubeStandin } from "../fixtures/kube/mod.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { locateStore } from "../fixtures/zerofs_standin/store.ts";

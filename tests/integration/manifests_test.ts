@@ -25,13 +25,13 @@ import { CSIDriver } from "kubernetes-models/storage.k8s.io/v1/CSIDriver";
 import { ValidatingAdmissionPolicy } from "kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy";
 import { ValidatingAdmissionPolicyBinding } from "kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1/StorageClass";
-import { type KubeObject, renderObjects } from "../fixtures/kube/manifests.ts";
+import { type KubeObject, renderObjects } from "../helpers/manifests.ts";
 import {
   type Grant,
   grantAllows,
   grantsFromManifests,
   type RequestAttributes,
-} from "../fixtures/kube/rbac.ts";
+} from "../helpers/rbac_rules.ts";
 import {
   resolveSettings,
   validateVolumeParameters,
