@@ -1,11 +1,14 @@
 /**
  * The controller in a cluster: `main.ts controller` run with the rendered
- * base Deployment's own arguments, against the Kubernetes API stand-in
- * (seeded with the base manifests' ConfigMap and Secret, pointed at MinIO)
- * under the controller ServiceAccount's real RBAC, with no AWS credentials
- * in its environment. Settings and credentials can only have come through
- * the API: the StorageClass's ConfigMap, the default ConfigMap (legacy
- * volumes, volume records) and the Secret they name.
+ * base Deployment's own arguments against a real Kubernetes API server
+ * (tests/fixtures/kube_cluster.ts) that holds the base manifests, applied with
+ * kubectl, their ConfigMap and Secret pointed at MinIO. It authenticates with a
+ * token the API server issued to its ServiceAccount, so the manifests' real
+ * RBAC decides every request, and has no AWS credentials in its environment.
+ * Settings and credentials can only have come through the API: the
+ * StorageClass's ConfigMap, the default ConfigMap (legacy volumes, volume
+ * records) and the Secret they name. The API server's audit log shows what it
+ * asked for and what RBAC answered.
  *
  * MinIO verifies signatures, so every successful call proves the Secret's
  * secret access key was used; that key is generated per server and is also
@@ -16,12 +19,20 @@ import assert from "node:assert/strict";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { status } from "@grpc/grpc-js";
 import {
-  BASE_MANIFESTS_DIR,
-  type KubeObject,
-  type KubeStandin,
-  startKubeStandin,
-} from "../fixtures/kube/mod.ts";
-import { renderObjects } from "../helpers/manifests.ts";
+  type KubeCluster,
+  startKubeCluster,
+  writeTokenKubeconfig,
+} from "../fixtures/kube_cluster.ts";
+import { BASE_MANIFESTS_DIR, type KubeObject, renderObjects } from "../helpers/manifests.ts";
+import {
+  applyObjects,
+  auditedOnce,
+  type AuditedRequest,
+  auditedRequests,
+  serviceAccountToken,
+  unusedGrants,
+} from "../helpers/cluster_setup.ts";
+import { grantsFromManifests, serviceAccountUser } from "../helpers/rbac_rules.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import {
   BUCKET,
@@ -35,11 +46,13 @@ import {
 import { makeTestDir, type RunningDriver, startDriver } from "../helpers/driver.ts";
 
 const NS = "zerofs";
-const CONTROLLER_SA = "zerofs/zerofs-csi-controller";
-const CONTROLLER_USER = "system:serviceaccount:zerofs:zerofs-csi-controller";
+const CONTROLLER_SA = "zerofs-csi-controller";
+const CONTROLLER_USER = serviceAccountUser(NS, CONTROLLER_SA);
 const DEFAULT_CM = "zerofs-default";
 const AWS_SECRET = "zerofs-aws-credentials";
 const PREFIX = "kube";
+/** Workloads: no kubelet runs them here; the test runs the controller itself. */
+const WORKLOAD_KINDS = new Set(["Deployment", "DaemonSet"]);
 /** Credential variables the AWS SDK's default chain would read; blanked for the controller. */
 const AWS_ENV = [
   "AWS_ACCESS_KEY_ID",
@@ -53,12 +66,15 @@ const AWS_ENV = [
   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 ];
 
-/** The served objects of the rendered manifests, with the ConfigMap and Secret pointed at `s3`. */
-function seedFrom(manifests: KubeObject[], s3: LocalS3, secretValue: string): KubeObject[] {
-  const served = new Set(["ConfigMap", "Secret"]);
-  const seed = manifests.filter((o) => o.apiVersion === "v1" && served.has(o.kind))
+/**
+ * The rendered manifests but their workloads, with the ConfigMap and Secret
+ * pointed at `s3`, a ConfigMap naming a Secret that does not exist, and the
+ * CSINode objects two node-driver-registrars would leave.
+ */
+function clusterObjects(manifests: KubeObject[], s3: LocalS3, secretValue: string): KubeObject[] {
+  const objects = manifests.filter((o) => !WORKLOAD_KINDS.has(o.kind))
     .map((o) => structuredClone(o));
-  const cm = seed.find((o) => o.kind === "ConfigMap" && o.metadata.name === DEFAULT_CM);
+  const cm = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === DEFAULT_CM);
   assert(cm, `the base manifests have no ConfigMap ${DEFAULT_CM}`);
   assert.equal(cm.data.awsCredentialsSecretName, AWS_SECRET, "base ConfigMap names the Secret");
   Object.assign(cm.data, {
@@ -66,10 +82,10 @@ function seedFrom(manifests: KubeObject[], s3: LocalS3, secretValue: string): Ku
     awsEndpoint: s3.endpoint,
     awsAllowHTTP: "true",
   });
-  const aws = seed.find((o) => o.kind === "Secret" && o.metadata.name === AWS_SECRET);
+  const aws = objects.find((o) => o.kind === "Secret" && o.metadata.name === AWS_SECRET);
   assert(aws, `the base manifests have no Secret ${AWS_SECRET}`);
   aws.stringData = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: secretValue };
-  seed.push({
+  objects.push({
     apiVersion: "v1",
     kind: "ConfigMap",
     metadata: { name: "zerofs-nosecret", namespace: NS },
@@ -82,8 +98,8 @@ function seedFrom(manifests: KubeObject[], s3: LocalS3, secretValue: string): Ku
     metadata: { name },
     spec: { drivers: [{ name: driver, nodeID: name, topologyKeys: [] }] },
   });
-  seed.push(csiNode(NODE_WITH_AGENT, "zerofs.csi.driver"), csiNode(NODE_WITHOUT, "other.csi"));
-  return seed;
+  objects.push(csiNode(NODE_WITH_AGENT, "zerofs.csi.driver"), csiNode(NODE_WITHOUT, "other.csi"));
+  return objects;
 }
 
 const NODE_WITH_AGENT = "node-with-agent";
@@ -119,25 +135,28 @@ function controllerArgs(manifests: KubeObject[], socket: string): string[] {
   return args.slice(1);
 }
 
-function controllerRequests(api: KubeStandin) {
-  return api.requests.filter((r) => r.user === CONTROLLER_USER);
-}
-
 Deno.test("controller (in a cluster): settings and credentials through the Kubernetes API", async (t) => {
   const dir = await makeTestDir();
   const s3 = await startS3();
   const secretValue = s3.secretAccessKey;
   const client = rawClient(s3);
-  let api: KubeStandin | undefined;
+  let cluster: KubeCluster | undefined;
   let driver: RunningDriver | undefined;
   try {
     await s3.createBucket(BUCKET);
     const manifests = await renderObjects(BASE_MANIFESTS_DIR);
-    api = await startKubeStandin({
-      manifestsDir: BASE_MANIFESTS_DIR,
-      tempRoot: dir,
-      seed: seedFrom(manifests, s3, secretValue),
-    });
+    cluster = await startKubeCluster({ auditNamespace: NS });
+    console.log(`control plane ready in ${cluster.startMs} ms`);
+    const objects = clusterObjects(manifests, s3, secretValue);
+    await applyObjects(cluster, objects);
+    // The kubeconfig and the CA it names go where the controller's permission set lets it read.
+    const caCertPath = `${dir}/kube-ca.crt`;
+    await Deno.copyFile(cluster.caCertPath, caCertPath);
+    const kubeconfig = await writeTokenKubeconfig(
+      { dir, server: cluster.server, caCertPath },
+      CONTROLLER_SA,
+      await serviceAccountToken(cluster, NS, CONTROLLER_SA),
+    );
     const env: Record<string, string> = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" };
     for (const name of [...AWS_ENV, ...Object.keys(Deno.env.toObject())]) {
       if (name.startsWith("AWS_")) env[name] = "";
@@ -147,13 +166,13 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
       "--state-dir",
       `${dir}/state`,
       "--kubeconfig",
-      api.kubeconfigFor(CONTROLLER_SA),
+      kubeconfig,
     ];
     assert.ok(args.includes(`--default-config-map=${DEFAULT_CM}`), args.join(" "));
     assert.ok(args.includes(`--namespace=${NS}`), args.join(" "));
     driver = await startDriver({ mode: "controller", args, env });
     const c = driver.client.controller;
-    const kube = api;
+    const kube = cluster;
     const create = (name: string, parameters: Record<string, string>) =>
       c.CreateVolume({ name, volume_capabilities: [MOUNT_CAP], parameters });
 
@@ -170,13 +189,11 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
       assert.equal(res.volume.volume_id, "pvc-kube-1");
       const record = `${PREFIX}/.zerofs-csi-volumes/pvc-kube-1.json`;
       assert.deepEqual(await listKeys(client, record), [record], "record in the object store");
-      const got = (resource: string, name: string) =>
-        controllerRequests(kube).some((r) =>
-          r.verb === "get" && r.resource === resource && r.name === name && r.namespace === NS &&
-          r.allowed && r.code === 200
-        );
-      assert.ok(got("configmaps", DEFAULT_CM), "ConfigMap read through the API");
-      assert.ok(got("secrets", AWS_SECRET), "Secret read through the API");
+      const got = (resource: string, name: string) => (r: AuditedRequest) =>
+        r.verb === "get" && r.resource === resource && r.name === name && r.namespace === NS &&
+        r.decision === "allow" && r.code === 200;
+      await auditedOnce(kube, CONTROLLER_USER, got("configmaps", DEFAULT_CM), "get ConfigMap");
+      await auditedOnce(kube, CONTROLLER_USER, got("secrets", AWS_SECRET), "get Secret");
     });
 
     await t.step("ControllerPublishVolume knows the nodes from their CSINode objects", async () => {
@@ -198,12 +215,10 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
     });
 
     await t.step("credentials are the Secret's, read on every call", async () => {
-      const type = kube.typeOf("v1", "Secret");
-      const original = kube.objects.get(type, NS, AWS_SECRET);
+      const original = objects.find((o) => o.kind === "Secret" && o.metadata.name === AWS_SECRET);
       const wrong = structuredClone(original);
-      wrong.data.AWS_ACCESS_KEY_ID = btoa("WRONGKEY");
-      delete wrong.metadata.resourceVersion;
-      kube.objects.update(type, NS, wrong);
+      wrong.stringData.AWS_ACCESS_KEY_ID = "WRONGKEY";
+      await applyObjects(kube, [wrong]);
       try {
         const err = await expectCode(
           create("pvc-kube-wrongkey", { configMapName: DEFAULT_CM, preflight: "true" }),
@@ -212,9 +227,7 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
         );
         assert.ok(!err.details.includes(secretValue), "secret in the error");
       } finally {
-        const restored = structuredClone(original);
-        delete restored.metadata.resourceVersion;
-        kube.objects.update(type, NS, restored);
+        await applyObjects(kube, [original]);
       }
     });
 
@@ -253,11 +266,11 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
       assert.match(driver!.output(), /"msg":"volume objects deleted".*pvc-legacy/);
     });
 
-    await t.step("every request was allowed and each of the driver's grants was used", () => {
-      const requests = controllerRequests(kube);
+    await t.step("every request was allowed and each of the driver's grants was used", async () => {
+      const requests = await auditedRequests(kube, CONTROLLER_USER);
       assert.ok(requests.length > 0);
-      const denied = requests.filter((r) => !r.allowed);
-      assert.deepEqual(denied, [], "requests the manifests' RBAC refused");
+      const denied = requests.filter((r) => r.decision !== "allow" || r.code === 403);
+      assert.deepEqual(denied, [], "requests the API server's RBAC refused");
       assert.deepEqual(
         requests.filter((r) =>
           r.verb !== "get" || (r.namespace !== NS && r.resource !== "csinodes")
@@ -267,8 +280,11 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
       );
       // Every rule granted to the controller binary itself was used (its sidecars
       // have their own roles).
-      const unused = kube.unusedGrants(CONTROLLER_SA, (g) => g.rbacFor === "driver")
-        .map((u) => `${u.verb} ${u.group}/${u.resource}`);
+      const grants = (grantsFromManifests(manifests).get(CONTROLLER_USER) ?? [])
+        .filter((g) => g.rbacFor === "driver");
+      assert.ok(grants.length > 0, `the manifests grant ${CONTROLLER_USER} nothing for the driver`);
+      const unused = unusedGrants(grants, requests)
+        .map((u) => `${u.verb} ${u.group}/${u.resource} (${u.grant.role})`);
       assert.deepEqual(unused, []);
     });
 
@@ -286,7 +302,7 @@ Deno.test("controller (in a cluster): settings and credentials through the Kuber
     });
   } finally {
     await driver?.stop();
-    await api?.stop();
+    await cluster?.stop();
     client.destroy();
     await s3.stop();
     await Deno.remove(dir, { recursive: true });

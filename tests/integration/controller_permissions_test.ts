@@ -5,10 +5,11 @@
  * what the pod has and nothing else: each of the container's volume mounts
  * (emptyDirs) at its mount path, the ServiceAccount token that Kubernetes
  * mounts, a read-only root filesystem when the container asks for one, and the
- * container's uid/gid without capabilities or new privileges. It reaches the
- * API in-cluster (KUBERNETES_SERVICE_HOST, the token and ca.crt: a TLS front
- * for the Kubernetes API stand-in) and the object store (MinIO) through the
- * Secret the ConfigMap names.
+ * container's uid/gid without capabilities or new privileges. It reaches a
+ * real Kubernetes API server (tests/fixtures/kube_cluster.ts, holding the base
+ * manifests applied with kubectl) in-cluster: KUBERNETES_SERVICE_HOST/PORT, a
+ * token the API server issued to its ServiceAccount and the cluster's ca.crt.
+ * It reaches the object store (MinIO) through the Secret the ConfigMap names.
  *
  * Then the same flags in the same root are refused what lies outside the
  * controller's permission set, told apart from the operating system's own
@@ -19,15 +20,21 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runTool } from "../../blockdev/run.ts";
 import { DEFAULT_STATE_DIR } from "../../csi/mod.ts";
-import { BASE_MANIFESTS_DIR, type KubeObject, startKubeStandin } from "../fixtures/kube/mod.ts";
-import { renderObjects } from "../helpers/manifests.ts";
+import { startKubeCluster } from "../fixtures/kube_cluster.ts";
+import { BASE_MANIFESTS_DIR, type KubeObject, renderObjects } from "../helpers/manifests.ts";
+import {
+  applyObjects,
+  auditedOnce,
+  auditedRequests,
+  serviceAccountToken,
+} from "../helpers/cluster_setup.ts";
+import { serviceAccountUser } from "../helpers/rbac_rules.ts";
 import { startS3 } from "../fixtures/s3.ts";
 import { BUCKET, listKeys, MOUNT_CAP, rawClient } from "../helpers/controller_s3.ts";
 import { makeTestDir, releaseFlags, REPO_ROOT, startDriver } from "../helpers/driver.ts";
 
 const DEPLOYMENT = "zerofs-csi-controller";
 const CONTAINER = "zerofs-csi";
-const SERVICE_ACCOUNT_USER = "system:serviceaccount:zerofs:zerofs-csi-controller";
 /** Where Kubernetes mounts a pod's ServiceAccount token (automountServiceAccountToken). */
 const SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 /**
@@ -35,7 +42,8 @@ const SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
  * (AWS_WEB_IDENTITY_TOKEN_FILE), which the AWS SDK's default chain reads.
  */
 const IRSA_TOKEN_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
-const OPENSSL_TIMEOUT_MS = 30_000;
+/** Workloads: no kubelet runs them here; the test runs the controller itself. */
+const WORKLOAD_KINDS = new Set(["Deployment", "DaemonSet"]);
 
 /** The controller container as deployed: argv, environment, mounts, identity. */
 interface DeployedController {
@@ -49,6 +57,8 @@ interface DeployedController {
   gid: number;
   readOnlyRoot: boolean;
   mountsServiceAccountToken: boolean;
+  /** The pod's ServiceAccount. */
+  serviceAccount: { namespace: string; name: string };
 }
 
 /** Read the driver container of the rendered controller Deployment. */
@@ -93,92 +103,8 @@ function deployedController(manifests: KubeObject[]): DeployedController {
     readOnlyRoot: security.readOnlyRootFilesystem === true,
     mountsServiceAccountToken: (pod.automountServiceAccountToken ??
       sa?.automountServiceAccountToken) !== false,
+    serviceAccount: { namespace, name: pod.serviceAccountName ?? "default" },
   };
-}
-
-/** The only place this test runs openssl. */
-async function openssl(args: string[]): Promise<void> {
-  await runTool("openssl", args, { timeoutMs: OPENSSL_TIMEOUT_MS });
-}
-
-/** A CA and a server certificate for 127.0.0.1 signed by it (PEM files in `dir`). */
-async function makeCertificates(dir: string) {
-  const p = (name: string) => join(dir, name);
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=standin-ca",
-    "-keyout",
-    p("ca.key"),
-    "-out",
-    p("ca.crt"),
-  ]);
-  await openssl([
-    "req",
-    "-new",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-subj",
-    "/CN=kubernetes",
-    "-keyout",
-    p("server.key"),
-    "-out",
-    p("server.csr"),
-  ]);
-  await Deno.writeTextFile(
-    p("server.ext"),
-    "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\n" +
-      "extendedKeyUsage=serverAuth\n",
-  );
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    p("server.csr"),
-    "-CA",
-    p("ca.crt"),
-    "-CAkey",
-    p("ca.key"),
-    "-CAcreateserial",
-    "-days",
-    "1",
-    "-extfile",
-    p("server.ext"),
-    "-out",
-    p("server.crt"),
-  ]);
-  return {
-    ca: await Deno.readTextFile(p("ca.crt")),
-    cert: await Deno.readTextFile(p("server.crt")),
-    key: await Deno.readTextFile(p("server.key")),
-  };
-}
-
-/** HTTPS in front of the stand-in's HTTP, as the in-cluster API address. */
-function tlsFront(target: string, cert: string, key: string): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve(
-    { hostname: "127.0.0.1", port: 0, cert, key, onListen: () => {} },
-    (req) => {
-      const url = new URL(req.url);
-      return fetch(new URL(url.pathname + url.search, target), {
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        redirect: "manual",
-      });
-    },
-  );
 }
 
 /**
@@ -247,30 +173,31 @@ Deno.test("controller: deployed arguments, in-cluster, under its release permiss
   try {
     await s3.createBucket(BUCKET);
     const namespace = deployed.env.POD_NAMESPACE;
-    const seed = manifests.filter((o) =>
-      o.apiVersion === "v1" && (o.kind === "ConfigMap" || o.kind === "Secret")
-    ).map((o) => structuredClone(o));
+    assert.equal(namespace, deployed.serviceAccount.namespace);
+    const objects = manifests.filter((o) => !WORKLOAD_KINDS.has(o.kind))
+      .map((o) => structuredClone(o));
     const defaultCm = deployed.args.find((a) => a.startsWith("--default-config-map="))!
       .split("=")[1];
-    const cm = seed.find((o) => o.kind === "ConfigMap" && o.metadata.name === defaultCm);
+    const cm = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === defaultCm);
     Object.assign(cm.data, {
       storageURL: `s3://${BUCKET}/deployed`,
       awsEndpoint: s3.endpoint,
       awsAllowHTTP: "true",
     });
-    const secret = seed.find((o) =>
+    const secret = objects.find((o) =>
       o.kind === "Secret" && o.metadata.name === cm.data.awsCredentialsSecretName
     );
     secret.stringData = {
       AWS_ACCESS_KEY_ID: s3.accessKeyId,
       AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
     };
-    const api = await startKubeStandin({ manifestsDir: BASE_MANIFESTS_DIR, tempRoot: dir, seed });
-    stops.push(() => api.stop());
-    const kubeconfig = JSON.parse(await Deno.readTextFile(api.kubeconfigFor(DEPLOYMENT)));
-    const certs = await makeCertificates(await Deno.makeTempDir({ dir }));
-    const front = tlsFront(api.url, certs.cert, certs.key);
-    stops.push(() => front.shutdown());
+    const cluster = await startKubeCluster({ auditNamespace: namespace });
+    stops.push(() => cluster.stop());
+    console.log(`control plane ready in ${cluster.startMs} ms`);
+    await applyObjects(cluster, objects);
+    const saUser = serviceAccountUser(namespace, deployed.serviceAccount.name);
+    const token = await serviceAccountToken(cluster, namespace, deployed.serviceAccount.name);
+    const apiPort = new URL(cluster.server).port;
 
     // What the kubelet gives the pod: each emptyDir (world-writable, like the
     // kubelet's), the ServiceAccount token, and here also an IRSA token.
@@ -285,8 +212,8 @@ Deno.test("controller: deployed arguments, in-cluster, under its release permiss
     await Deno.chmod(saDir, 0o755);
     for (
       const [name, text] of [
-        ["token", kubeconfig.users[0].user.token],
-        ["ca.crt", certs.ca],
+        ["token", token],
+        ["ca.crt", await Deno.readTextFile(cluster.caCertPath)],
         ["namespace", namespace],
       ]
     ) {
@@ -311,7 +238,7 @@ Deno.test("controller: deployed arguments, in-cluster, under its release permiss
           ...deployed.env,
           PATH: "/usr/local/bin:/usr/bin:/bin",
           KUBERNETES_SERVICE_HOST: "127.0.0.1",
-          KUBERNETES_SERVICE_PORT: String(front.addr.port),
+          KUBERNETES_SERVICE_PORT: apiPort,
           NO_COLOR: "1",
         },
       });
@@ -350,10 +277,18 @@ Deno.test("controller: deployed arguments, in-cluster, under its release permiss
         assert.deepEqual(local.map((e) => e.name), ["pvc-deployed-1.json"], "local record");
         assert.deepEqual(await c.DeleteVolume({ volume_id: "pvc-deployed-1" }), {});
         assert.deepEqual(await listKeys(client, record), []);
-        const denied = api.requests.filter((r) => r.user === SERVICE_ACCOUNT_USER && !r.allowed);
-        assert.deepEqual(denied, [], "requests the RBAC refused");
-        assert(api.requests.some((r) => r.user === SERVICE_ACCOUNT_USER && r.allowed));
+        await auditedOnce(
+          cluster,
+          saUser,
+          (r) =>
+            r.verb === "get" && r.resource === "secrets" && r.namespace === namespace &&
+            r.name === secret.metadata.name && r.decision === "allow" && r.code === 200,
+          "get the Secret the ConfigMap names",
+        );
         assert.equal(await driver.stop(), 0);
+        const denied = (await auditedRequests(cluster, saUser))
+          .filter((r) => r.decision !== "allow" || r.code === 403);
+        assert.deepEqual(denied, [], "requests the API server's RBAC refused");
         assert.doesNotMatch(driver.output(), /NotCapable|Requires \w+ access/);
       },
     );
