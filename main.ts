@@ -21,6 +21,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   attach: async () => (await import("./csi/cli/attach_verb.ts")).runAttach,
   detach: async () => (await import("./csi/cli/attach_verb.ts")).runDetach,
   doctor: async () => (await import("./csi/cli/doctor_verb.ts")).runDoctorVerb,
+  "process-keeper": async () => (await import("./csi/cli/process_keeper_verb.ts")).runProcessKeeper,
 };
 
 function version(argv: string[]): number {

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { LockTimeoutError, NodeLock } from "./lock.ts";
-import { sleep } from "./poll.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>) {
   await Deno.mkdir("/run/zerofs-csi", { recursive: true });
@@ -12,23 +11,36 @@ async function withTempDir(fn: (dir: string) => Promise<void>) {
   }
 }
 
-Deno.test("NodeLock serializes concurrent holders in one process", async () => {
+Deno.test("NodeLock lets concurrent holders in one process in one at a time, in arrival order", async () => {
   await withTempDir(async (dir) => {
-    const lock = new NodeLock(`${dir}/devices.lock`);
-    let inside = 0;
-    let maxInside = 0;
+    const lockPath = `${dir}/devices.lock`;
+    const lock = new NodeLock(lockPath);
+    const holders = [0, 1, 2, 3, 4];
+    const entered = holders.map(() => Promise.withResolvers<void>());
+    const leave = holders.map(() => Promise.withResolvers<void>());
+    const inside = new Set<number>();
     const order: number[] = [];
-    await Promise.all([0, 1, 2, 3, 4].map((i) =>
+    const all = Promise.all(holders.map((i) =>
       lock.run(async () => {
-        inside++;
-        maxInside = Math.max(maxInside, inside);
-        await sleep(10);
+        inside.add(i);
         order.push(i);
-        inside--;
+        entered[i].resolve();
+        await leave[i].promise;
+        inside.delete(i);
       })
     ));
-    assert.equal(maxInside, 1);
-    assert.deepEqual(order, [0, 1, 2, 3, 4]);
+    for (const i of holders) {
+      await entered[i].promise;
+      // Held across processes too: another open file description cannot take it.
+      await assert.rejects(
+        new NodeLock(lockPath, { waitTimeoutMs: 0 }).acquire(),
+        LockTimeoutError,
+      );
+      assert.deepEqual([...inside], [i], `only holder ${i} is inside`);
+      leave[i].resolve();
+    }
+    await all;
+    assert.deepEqual(order, holders);
   });
 });
 

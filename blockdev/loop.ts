@@ -14,10 +14,18 @@ import { runTool } from "./run.ts";
  * or tool cannot take the device between the choice and the bind; the
  * backing file identifies the device for recovery. Direct I/O keeps the page
  * cache from holding a second copy of every block.
+ *
+ * `inMountNamespaceOf`: open `file` in that process's mount namespace (the
+ * userspace attacher's nbdfuse). The loop device keeps the mount it was opened
+ * through, and sysfs names its backing file by that mount; a mount in the
+ * agent's own namespace would vanish with an agent container and the name
+ * degrade to `/nbd`. losetup canonicalizes its argument, so a
+ * `/proc/<pid>/root/…` path would still open the agent's copy: losetup runs in
+ * that namespace instead.
  */
 export async function bindFreeLoopDevice(
   file: string,
-  opts: ToolOptions & { readOnly?: boolean } = {},
+  opts: ToolOptions & { readOnly?: boolean; inMountNamespaceOf?: number } = {},
 ): Promise<string> {
   const args = [
     "--find",
@@ -26,9 +34,14 @@ export async function bindFreeLoopDevice(
     ...(opts.readOnly ? ["--read-only"] : []),
     file,
   ];
-  const { stdout } = await (opts.runner ?? runTool)("losetup", args, {
-    timeoutMs: opts.timeoutMs,
-  });
+  const runner = opts.runner ?? runTool;
+  const { stdout } = opts.inMountNamespaceOf === undefined
+    ? await runner("losetup", args, { timeoutMs: opts.timeoutMs })
+    : await runner(
+      "nsenter",
+      [`--mount=/proc/${opts.inMountNamespaceOf}/ns/mnt`, "--", "losetup", ...args],
+      { timeoutMs: opts.timeoutMs },
+    );
   const device = stdout.trim();
   if (!/^\/dev\/loop\d+$/.test(device)) {
     throw new Error(`Cannot bind a loop device: losetup --find --show printed "${device}"`);

@@ -32,7 +32,7 @@ const HIDE_DEAD_FUSE_MOUNTS = "mapfile -t mounts < /proc/self/mounts; " +
   'done; exec "$@"';
 
 /** `cmd`, run in a private mount namespace without the node's dead FUSE mounts. */
-export function withoutDeadFuseMounts(
+function withoutDeadFuseMounts(
   cmd: { tool: string; args: string[] },
 ): { tool: string; args: string[] } {
   return {
@@ -51,8 +51,8 @@ export function withoutDeadFuseMounts(
   };
 }
 
-/** The argv of the mkfs tool for `fsType`; exported for the unit tests. */
-export function mkfsCommand(
+/** The argv of the mkfs tool for `fsType`. */
+function mkfsCommand(
   device: string,
   fsType: FsType,
   opts: { label?: string } = {},
@@ -105,8 +105,8 @@ export interface GrowTarget {
   mountPoint: string;
 }
 
-/** The argv that grows `fsType` to fill its device; exported for the unit tests. */
-export function growCommand(fsType: FsType, target: GrowTarget): { tool: string; args: string[] } {
+/** The argv that grows `fsType` to fill its device. */
+function growCommand(fsType: FsType, target: GrowTarget): { tool: string; args: string[] } {
   switch (fsType) {
     case "ext4":
       return { tool: "resize2fs", args: [target.device] };
@@ -130,7 +130,7 @@ export async function growFilesystem(
  * Check an unmounted ext4 filesystem (`e2fsck -f -p`), as offline
  * `resize2fs` requires. Exit 1 means "errors corrected"; 4 and above fail.
  */
-export async function checkExt4(device: string, opts: ToolOptions = {}): Promise<void> {
+async function checkExt4(device: string, opts: ToolOptions = {}): Promise<void> {
   await (opts.runner ?? runTool)("e2fsck", ["-f", "-p", device], {
     timeoutMs: opts.timeoutMs ?? MKFS_TIMEOUT_MS,
     okExitCodes: [1],

@@ -28,13 +28,19 @@ export {
   spawnDetached,
   ToolError,
 } from "./run.ts";
+export {
+  type ProcessKeeper,
+  type ProcessKeeperEvent,
+  type ProcessKeeperOptions,
+  serveProcessKeeper,
+  spawnThroughKeeper,
+} from "./process_keeper.ts";
 export { LockTimeoutError, NodeLock, type NodeLockHandle, type NodeLockOptions } from "./lock.ts";
 export { KernelAttacher, type KernelAttacherOptions } from "./kernel.ts";
 export { fusePaths, UserspaceAttacher, type UserspaceAttacherOptions } from "./userspace.ts";
 export {
   autoAttachMode,
   isKernelModuleAvailable,
-  loadKernelModule,
   type NbdAvailability,
   selectAttacher,
   type SelectAttacherOptions,
@@ -46,13 +52,7 @@ export {
   type Signature,
   type ToolOptions,
 } from "./probe.ts";
-export {
-  checkExt4,
-  growExt4Offline,
-  growFilesystem,
-  type GrowTarget,
-  makeFilesystem,
-} from "./mkfs.ts";
+export { growExt4Offline, growFilesystem, type GrowTarget, makeFilesystem } from "./mkfs.ts";
 export {
   bindMount,
   type BindMountOptions,
@@ -70,5 +70,12 @@ export {
   readMountInfo,
 } from "./mountinfo.ts";
 export { listLoopDevices, loopBackingFile, type LoopDevice } from "./loop.ts";
-export { isProcessAlive, processArgv } from "./process.ts";
+export {
+  isProcessAlive,
+  liveStartTicks,
+  processArgv,
+  type ProcessStat,
+  readProcessStat,
+} from "./process.ts";
 export { pathExists, type PathExistsOptions } from "./path_exists.ts";
+export { type PollOptions, pollUntil } from "./poll.ts";

@@ -19,11 +19,11 @@ export interface KernelNbdConnection {
 }
 
 /**
- * The argv of nbd-client; exported for the unit tests. Netlink is the default
+ * The argv of nbd-client. Netlink is the default
  * (no `-nonetlink`): the kernel then owns the connection and keeps it after
  * nbd-client exits, so an agent restart does not break I/O.
  */
-export function nbdClientConnectArgs(device: string, conn: KernelNbdConnection): string[] {
+function nbdClientConnectArgs(device: string, conn: KernelNbdConnection): string[] {
   return [
     "-unix",
     conn.socketPath,

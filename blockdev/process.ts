@@ -6,22 +6,54 @@
 
 import { pollUntil } from "./poll.ts";
 
+/** What `/proc/<pid>/stat` says about a process. */
+export interface ProcessStat {
+  /** One letter: R, S, D, T, Z (zombie), X (dead), … */
+  state: string;
+  ppid: number;
+  /** Field 22, the start time in clock ticks: tells a reused pid from the one seen before. */
+  startTicks: number;
+}
+
+/** `/proc/<pid>/stat` of `pid`, or undefined when it is gone. */
+export async function readProcessStat(
+  pid: number,
+  procRoot = "/proc",
+): Promise<ProcessStat | undefined> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`${procRoot}/${pid}/stat`);
+  } catch (e) {
+    if (isGone(e)) return undefined;
+    throw e;
+  }
+  // Field 3 follows the parenthesised command name, which may itself contain ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0], ppid: Number(fields[1]), startTicks: Number(fields[19]) };
+}
+
 /**
  * True when `pid` runs and is not a zombie. A detached helper whose parent
  * died is re-parented to PID 1, which in a container may never reap it, so a
  * zombie counts as exited.
  */
 export async function isProcessAlive(pid: number, procRoot = "/proc"): Promise<boolean> {
-  let stat: string;
-  try {
-    stat = await Deno.readTextFile(`${procRoot}/${pid}/stat`);
-  } catch (e) {
-    if (isGone(e)) return false;
-    throw e;
-  }
-  // Field 3 follows the parenthesised command name, which may itself contain ")".
-  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-  return state !== "Z" && state !== "X";
+  const stat = await readProcessStat(pid, procRoot);
+  return stat !== undefined && isLive(stat);
+}
+
+/**
+ * The start time of `pid` while it is alive (as {@linkcode isProcessAlive}
+ * judges), else undefined. With the pid it names one process: a later one
+ * that reuses the pid has another start time.
+ */
+export async function liveStartTicks(pid: number, procRoot = "/proc"): Promise<number | undefined> {
+  const stat = await readProcessStat(pid, procRoot);
+  return stat !== undefined && isLive(stat) ? stat.startTicks : undefined;
+}
+
+function isLive(stat: ProcessStat): boolean {
+  return stat.state !== "Z" && stat.state !== "X";
 }
 
 /** The command line of `pid` (argv), or undefined when it is gone. */

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
+import { pollUntil } from "./poll.ts";
+import { processArgv } from "./process.ts";
 import { runTool, spawnDetached, ToolError } from "./run.ts";
+
+/** Wait until `pid` has exec'd `program` (spawnDetached starts it through a shell). */
+async function waitForExec(pid: number, program: string): Promise<void> {
+  const execd = async () => (await processArgv(pid))?.[0] === program || undefined;
+  assert.ok(await pollUntil(execd, { timeoutMs: 5_000 }), `${pid} never became ${program}`);
+}
 
 Deno.test("runTool returns output of a successful tool", async () => {
   const result = await runTool("true", []);
@@ -39,11 +47,7 @@ Deno.test("spawnDetached hands the child no descriptor but stdio (not the CSI so
   await new Promise((resolve) => server.once("listening", resolve));
   const pid = await spawnDetached("sleep", ["30"], { logPath: `${dir}/log` });
   try {
-    for (let i = 0; i < 100; i++) {
-      const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-      if (cmdline.startsWith("sleep\0")) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitForExec(pid, "sleep");
     const fds = (await Array.fromAsync(Deno.readDir(`/proc/${pid}/fd`))).map((e) => e.name);
     assert.deepEqual(fds.sort(), ["0", "1", "2"]);
   } finally {
@@ -61,10 +65,7 @@ Deno.test("spawnDetached: umask 077, and `env` is the child's whole environment"
     env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ONLY_THIS: "1" },
   });
   try {
-    for (let i = 0; i < 100; i++) {
-      if ((await Deno.readTextFile(`/proc/${pid}/cmdline`)).startsWith("sleep\0")) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitForExec(pid, "sleep");
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
     assert.match(status, /^Umask:\s+0077$/m);
     const environ = (await Deno.readTextFile(`/proc/${pid}/environ`)).split("\0").filter(Boolean);

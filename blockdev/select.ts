@@ -47,7 +47,7 @@ export function isKernelModuleAvailable(module: string, opts: ToolOptions = {}):
 }
 
 /** Load a module with its defaults; false when modprobe cannot. */
-export function loadKernelModule(module: string, opts: ToolOptions = {}): Promise<boolean> {
+function loadKernelModule(module: string, opts: ToolOptions = {}): Promise<boolean> {
   return modprobe(module, { ...opts, dryRun: false });
 }
 

@@ -174,6 +174,7 @@ export class UserspaceAttacher implements Attacher {
     // loop device: detach and recovery find it by its backing file.
     const fuseFile = join(attachment.fuseDir!, FUSE_FILE_NAME);
     attachment.device = await bindFreeLoopDevice(fuseFile, {
+      inMountNamespaceOf: attachment.helperPid,
       runner: this.#runner,
       readOnly: ctx.target.readOnly,
     });

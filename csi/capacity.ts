@@ -6,7 +6,10 @@
  */
 
 import { invalidArgument, outOfRange } from "./errors.ts";
-import type { CsiRequest } from "./pipeline.ts";
+import type { CapacityRange__Output } from "./messages/mod.ts";
+
+/** A decoded capacity_range; a field left out (a request written by hand) counts as 0. */
+export type CapacityRangeInput = Partial<CapacityRange__Output>;
 
 /** Device sizes are multiples of this. */
 export const BLOCK_BYTES = 4096;
@@ -23,7 +26,7 @@ export function roundUpToBlock(bytes: number): number {
  * limit is below the requirement or rounding would exceed the limit.
  */
 export function resolveCapacity(
-  range: CsiRequest | null | undefined,
+  range: CapacityRangeInput | null | undefined,
   opts: { defaultBytes?: number; field?: string } = {},
 ): number {
   const field = opts.field ?? "capacity_range";
@@ -55,7 +58,10 @@ export function resolveCapacity(
 }
 
 /** True when an existing size satisfies `range` (idempotent CreateVolume). */
-export function capacityFits(sizeBytes: number, range: CsiRequest | null | undefined): boolean {
+export function capacityFits(
+  sizeBytes: number,
+  range: CapacityRangeInput | null | undefined,
+): boolean {
   const required = Number(range?.required_bytes ?? 0);
   const limit = Number(range?.limit_bytes ?? 0);
   return sizeBytes >= required && (limit === 0 || sizeBytes <= limit);

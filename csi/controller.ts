@@ -48,7 +48,16 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "./
 import { ANY_NODE, type KnownNodes } from "./known_nodes.ts";
 import type { Logger } from "./log.ts";
 import { CONTEXT_CAPACITY_BYTES, resolveFsType, volumeContext } from "./parameters.ts";
-import type { CsiRequest, ServiceHandlers } from "./pipeline.ts";
+import type {
+  ControllerExpandVolumeRequest__Output,
+  ControllerHandlers,
+  ControllerPublishVolumeRequest__Output,
+  ControllerUnpublishVolumeRequest__Output,
+  CreateVolumeRequest__Output,
+  CreateVolumeResponse,
+  DeleteVolumeRequest__Output,
+  ValidateVolumeCapabilitiesRequest__Output,
+} from "./messages/mod.ts";
 import {
   publicationConflict,
   publicationOf,
@@ -56,7 +65,7 @@ import {
   withoutPublication,
   withPublication,
 } from "./publications.ts";
-import type { VolumeEntry, VolumeRegistry } from "./registry.ts";
+import type { ControllerVolumeEntry, VolumeRegistry } from "./registry.ts";
 import {
   type Capability,
   parseCapabilities,
@@ -91,7 +100,7 @@ export const CONTROLLER_CAPABILITIES = [
 ] as const;
 
 /** Controller handlers keyed by RPC name; unlisted RPCs answer UNIMPLEMENTED. */
-export function createControllerService(deps: ControllerDeps): ServiceHandlers {
+export function createControllerService(deps: ControllerDeps): ControllerHandlers {
   return {
     CreateVolume: (req) => createVolume(deps, req),
     DeleteVolume: (req) => deleteVolume(deps, req),
@@ -110,7 +119,7 @@ function stringMap(v: unknown): Record<string, string> {
   return v && typeof v === "object" ? { ...(v as Record<string, string>) } : {};
 }
 
-function volumeResponse(entry: VolumeEntry) {
+function volumeResponse(entry: ControllerVolumeEntry): CreateVolumeResponse {
   return {
     volume: {
       volume_id: entry.name,
@@ -120,7 +129,7 @@ function volumeResponse(entry: VolumeEntry) {
   };
 }
 
-async function createVolume(deps: ControllerDeps, req: CsiRequest) {
+async function createVolume(deps: ControllerDeps, req: CreateVolumeRequest__Output) {
   const requestName = parseVolumeName(req.name);
   const name = volumeIdForName(requestName);
   const caps = parseCapabilities(req.volume_capabilities);
@@ -143,10 +152,9 @@ async function createVolume(deps: ControllerDeps, req: CsiRequest) {
   const capacityBytes = resolveCapacity(req.capacity_range);
   const access = await deps.settings.access(params, stringMap(req.secrets));
   const location = resolveVolumeLocation(access.settings, name);
-  // Pre-flight is on unless the StorageClass says preflight: "false".
-  if (params.preflight !== "false") await preflight(deps, name, access, location.scheme);
+  if (options.preflight) await preflight(deps, name, access, location.scheme);
   const pin = pinFromSettings(access.settings);
-  const entry: VolumeEntry = {
+  const entry: ControllerVolumeEntry = {
     name,
     requestName,
     capacityBytes,
@@ -182,8 +190,8 @@ async function preflight(
 }
 
 function reuseExisting(
-  existing: VolumeEntry,
-  req: CsiRequest,
+  existing: ControllerVolumeEntry,
+  req: CreateVolumeRequest__Output,
   want: { requestName: string; params: Record<string, string>; fsType: string },
 ) {
   // Records written before requestName existed were created under their ID.
@@ -221,7 +229,7 @@ function sameMap(a: Record<string, string>, b: Record<string, string>): boolean 
  * success: delete under the controller's default storageURL (nothing there
  * = success).
  */
-async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
+async function deleteVolume(deps: ControllerDeps, req: DeleteVolumeRequest__Output) {
   const id = parseVolumeId(req.volume_id);
   const secrets = stringMap(req.secrets);
   const entry = await deps.registry.get(id);
@@ -248,7 +256,10 @@ async function deleteVolume(deps: ControllerDeps, req: CsiRequest) {
  * volume's) is pinned now with what the settings say, saved, and logged —
  * from here on a ConfigMap edit cannot move it.
  */
-async function ensurePinned(deps: ControllerDeps, entry: VolumeEntry): Promise<VolumeEntry> {
+async function ensurePinned(
+  deps: ControllerDeps,
+  entry: ControllerVolumeEntry,
+): Promise<ControllerVolumeEntry> {
   if (entry.pin) return entry;
   const pinned = await withPin(deps, entry);
   await deps.registry.put(pinned);
@@ -256,7 +267,10 @@ async function ensurePinned(deps: ControllerDeps, entry: VolumeEntry): Promise<V
 }
 
 /** The record with a pin from the current settings (logged), not yet saved. */
-async function withPin(deps: ControllerDeps, entry: VolumeEntry): Promise<VolumeEntry> {
+async function withPin(
+  deps: ControllerDeps,
+  entry: ControllerVolumeEntry,
+): Promise<ControllerVolumeEntry> {
   if (entry.pin) return entry;
   const settings = await deps.settings.resolve(entry.parameters);
   logPinned(deps, entry.name, settings, "its record predates location pinning");
@@ -274,7 +288,7 @@ function logPinned(deps: ControllerDeps, id: string, settings: VolumeSettings, w
 /** Object-store access at the record's pin; where the settings now disagree, warn (the pin wins). */
 async function pinnedAccess(
   deps: ControllerDeps,
-  entry: VolumeEntry,
+  entry: ControllerVolumeEntry,
   secrets: Record<string, string>,
 ): Promise<ObjectStoreAccess> {
   const { access, disagreements } = await deps.settings.pinnedAccess(
@@ -309,7 +323,7 @@ async function deleteUnrecorded(
   return {};
 }
 
-async function retainVolume(deps: ControllerDeps, entry: VolumeEntry) {
+async function retainVolume(deps: ControllerDeps, entry: ControllerVolumeEntry) {
   const retainedAt = (deps.now?.() ?? new Date()).toISOString();
   // The tombstone names where the kept objects are; without settings to pin from,
   // it stays unpinned: the objects are kept either way.
@@ -350,13 +364,13 @@ async function deleteObjects(
   });
 }
 
-async function requireVolume(deps: ControllerDeps, id: string): Promise<VolumeEntry> {
+async function requireVolume(deps: ControllerDeps, id: string): Promise<ControllerVolumeEntry> {
   const entry = await deps.registry.get(id);
   if (!entry || entry.retainedAt) throw notFound(`volume ${id} does not exist`);
   return entry;
 }
 
-function checkFsMatches(entry: VolumeEntry, cap: Capability, field: string): void {
+function checkFsMatches(entry: ControllerVolumeEntry, cap: Capability, field: string): void {
   // An adopted volume of the original driver has no recorded filesystem: the node decides.
   const recorded = entry.volumeContext.fsType;
   if (cap.fsType && recorded && cap.fsType !== recorded) {
@@ -372,7 +386,7 @@ function checkFsMatches(entry: VolumeEntry, cap: Capability, field: string): voi
  * The same publication again is a retry; another capability or readonly
  * flag on the same node is ALREADY_EXISTS.
  */
-async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
+async function publishVolume(deps: ControllerDeps, req: ControllerPublishVolumeRequest__Output) {
   const id = parseVolumeId(req.volume_id);
   const nodeId = parseRequiredString(req.node_id, "node_id");
   const cap = parseCapability(req.volume_capability);
@@ -416,7 +430,7 @@ async function publishVolume(deps: ControllerDeps, req: CsiRequest) {
  * gets the record's pin here, so the node stages it where the controller
  * pinned it.
  */
-function publishContext(entry: VolumeEntry, readonly: boolean): Record<string, string> {
+function publishContext(entry: ControllerVolumeEntry, readonly: boolean): Record<string, string> {
   const contextPinned = Object.keys(entry.volumeContext).some((k) =>
     k.startsWith(PIN_CONTEXT_PREFIX)
   );
@@ -438,7 +452,7 @@ async function adoptLegacyVolume(
   deps: ControllerDeps,
   id: string,
   from: { secrets: Record<string, string>; contextPin: VolumePin | null },
-): Promise<VolumeEntry | null> {
+): Promise<ControllerVolumeEntry | null> {
   const legacy = await deps.settings.legacyAccess(from.secrets);
   if (!legacy) return null;
   const access = from.contextPin
@@ -446,7 +460,7 @@ async function adoptLegacyVolume(
     : legacy;
   if (!(await hasVolumeData({ ...access, volumeId: id }))) return null;
   const configMapName = deps.settings.defaultConfigMapName;
-  const entry: VolumeEntry = {
+  const entry: ControllerVolumeEntry = {
     name: id,
     capacityBytes: 0,
     volumeContext: {},
@@ -474,7 +488,10 @@ async function pinnedLegacyAccess(
 }
 
 /** Removes `node_id` (empty = every node) from publishedNodes; unknown volume = already done. */
-async function unpublishVolume(deps: ControllerDeps, req: CsiRequest) {
+async function unpublishVolume(
+  deps: ControllerDeps,
+  req: ControllerUnpublishVolumeRequest__Output,
+) {
   const id = parseVolumeId(req.volume_id);
   const nodeId = typeof req.node_id === "string" ? req.node_id : "";
   const entry = await deps.registry.get(id);
@@ -486,7 +503,10 @@ async function unpublishVolume(deps: ControllerDeps, req: CsiRequest) {
   return {};
 }
 
-async function validateCapabilities(deps: ControllerDeps, req: CsiRequest) {
+async function validateCapabilities(
+  deps: ControllerDeps,
+  req: ValidateVolumeCapabilitiesRequest__Output,
+) {
   const id = parseVolumeId(req.volume_id);
   if (!Array.isArray(req.volume_capabilities) || req.volume_capabilities.length === 0) {
     throw invalidArgument("volume_capabilities is required");
@@ -515,7 +535,7 @@ async function validateCapabilities(deps: ControllerDeps, req: CsiRequest) {
  * restart), so the request is refused with FAILED_PRECONDITION, as the CSI
  * spec allows, and nothing changes; the CO retries after the detach.
  */
-async function expandVolume(deps: ControllerDeps, req: CsiRequest) {
+async function expandVolume(deps: ControllerDeps, req: ControllerExpandVolumeRequest__Output) {
   const id = parseVolumeId(req.volume_id);
   if (!req.capacity_range) throw invalidArgument("capacity_range is required");
   if (req.volume_capability) parseCapability(req.volume_capability);

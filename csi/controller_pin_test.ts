@@ -3,16 +3,16 @@ import { createControllerService } from "./controller.ts";
 import { ControllerSettings, FileConfigMapSource } from "./controller_settings.ts";
 import { Code, toCsiError } from "./errors.ts";
 import { createLogger } from "./log.ts";
-import type { CsiRequest } from "./pipeline.ts";
-import type { VolumeEntry, VolumeRegistry } from "./registry.ts";
+import { type CsiRequest, handlerOf } from "./pipeline.ts";
+import type { ControllerVolumeEntry, VolumeRegistry } from "./registry.ts";
 
 /** Records in a Map: what the controller pins is read back from here. */
 class MapRegistry implements VolumeRegistry {
-  readonly entries = new Map<string, VolumeEntry>();
+  readonly entries = new Map<string, ControllerVolumeEntry>();
   get(name: string) {
     return Promise.resolve(this.entries.get(name) ?? null);
   }
-  put(entry: VolumeEntry) {
+  put(entry: ControllerVolumeEntry) {
     this.entries.set(entry.name, structuredClone(entry));
     return Promise.resolve();
   }
@@ -40,8 +40,9 @@ function controller(storageURL: string) {
     log: createLogger("info", (l) => lines.push(JSON.parse(l))),
   };
   const rpc = createControllerService(deps);
-  // deno-lint-ignore no-explicit-any
-  const call = (name: string, req: CsiRequest) => rpc[name](req) as Promise<Record<string, any>>;
+  const call = (name: string, req: CsiRequest) =>
+    // deno-lint-ignore no-explicit-any
+    handlerOf(rpc, name)!(req) as Promise<Record<string, any>>;
   return { deps, registry, lines, call };
 }
 

@@ -20,6 +20,7 @@ import {
   ENV_AWS_SESSION_TOKEN,
   type KubeClient,
   type ObjectStoreAccess,
+  parseSettings,
   type PinDisagreement,
   readConfigMapData,
   readSecretData,
@@ -72,6 +73,8 @@ export class FileConfigMapSource implements ConfigMapSource {
 export interface ControllerSettingsOptions {
   /** Top-level keys of the settings file: driver defaults (settings keys only). */
   defaults?: Record<string, string>;
+  /** The settings file, for messages. */
+  settingsFile?: string;
   configMaps?: ConfigMapSource;
   /**
    * Secrets named by `awsCredentialsSecretName`; absent (standalone) → that
@@ -96,24 +99,24 @@ export interface ControllerSettingsOptions {
  * handed straight to the object-store client.
  */
 export class ControllerSettings {
-  readonly defaults: Record<string, string>;
   readonly configMaps: ConfigMapSource;
   readonly secretSource?: SecretSource;
   readonly namespace?: string;
   readonly defaultConfigMapName?: string;
   readonly #env: (name: string) => string | undefined;
+  readonly #defaults: Partial<VolumeSettings>;
 
   constructor(opts: ControllerSettingsOptions = {}) {
-    this.defaults = { ...opts.defaults };
+    // Fail at start on a malformed defaults table, not on the first volume.
+    this.#defaults = parseSettings(opts.defaults ?? {}, {
+      kind: "settings file",
+      path: opts.settingsFile,
+    });
     this.configMaps = opts.configMaps ?? new FileConfigMapSource({});
     this.secretSource = opts.secrets;
     this.namespace = opts.namespace;
     this.defaultConfigMapName = opts.defaultConfigMapName;
     this.#env = opts.env ?? ((n) => Deno.env.get(n));
-    // Fail at start on a malformed defaults table, not on the first volume.
-    if (Object.keys(this.defaults).length > 0) {
-      resolveSettings({ parameters: {}, configMap: { storageURL: "memory://", ...this.defaults } });
-    }
   }
 
   /**
@@ -148,6 +151,7 @@ export class ControllerSettings {
     return new ControllerSettings({
       ...opts,
       defaults: file.defaults,
+      settingsFile: path,
       configMaps: opts.configMaps ?? new FileConfigMapSource(file.configMaps),
     });
   }
@@ -168,8 +172,9 @@ export class ControllerSettings {
 
   /** What the settings say now for a volume created with `parameters` (no credentials read). */
   async resolve(parameters: Record<string, string>): Promise<VolumeSettings> {
-    const configMap = await this.#configMap(parameters.configMapName, "StorageClass parameter");
-    return resolveSettings({ parameters, configMap: { ...this.defaults, ...configMap } });
+    const configMapName = parameters.configMapName;
+    const configMap = await this.#configMap(configMapName, "StorageClass parameter");
+    return resolveSettings({ parameters, configMap, configMapName, defaults: this.#defaults });
   }
 
   /**
@@ -194,10 +199,15 @@ export class ControllerSettings {
    * over the file's defaults, or `null` when they name no storageURL.
    */
   async legacyAccess(csiSecrets: Record<string, string> = {}): Promise<ObjectStoreAccess | null> {
-    const configMap = await this.#configMap(this.defaultConfigMapName, "--default-config-map");
-    const merged = { ...this.defaults, ...configMap };
-    if (!merged.storageURL) return null;
-    const settings = resolveSettings({ parameters: {}, configMap: merged });
+    const configMapName = this.defaultConfigMapName;
+    const configMap = await this.#configMap(configMapName, "--default-config-map");
+    if (!configMap?.storageURL && !this.#defaults.storageURL) return null;
+    const settings = resolveSettings({
+      parameters: {},
+      configMap,
+      configMapName,
+      defaults: this.#defaults,
+    });
     return { settings, secrets: await this.secrets(csiSecrets, settings) };
   }
 

@@ -1,5 +1,5 @@
 /**
- * Failpoints: named places in the node's stage where a test can make the
+ * Failpoints: named places in the node's handlers where a test can make the
  * agent die hard, to prove that a restarted agent finishes or undoes what the
  * dead one left half done. Inert unless `ZEROFS_CSI_FAILPOINTS` names them.
  *
@@ -14,10 +14,51 @@ export const FAILPOINTS_ENV = "ZEROFS_CSI_FAILPOINTS";
 /** What a process hitting an armed failpoint exits with (no other path of the driver uses it). */
 export const FAILPOINT_EXIT_CODE = 86;
 
-/** Every failpoint, named after the stage step it follows. */
+/**
+ * Every failpoint, named `<handler>.after-<step>`: after each recorded intent
+ * and after each effect of stage, unstage, publish, unpublish and expand.
+ */
 export const FAILPOINT_NAMES = [
+  /** Phase `staging` recorded; nothing else done. */
+  "stage.after-intent",
+  /** ZeroFS running and ready; nothing attached. */
+  "stage.after-zerofs",
   /** The device is attached (and recorded), nothing is formatted or mounted yet. */
   "stage.after-attach",
+  /** mkfs ran on a new volume; the volume record does not say "formatted" yet. */
+  "stage.after-format",
+  /** Mounted at the staging path; phase `staged` not recorded yet. */
+  "stage.after-mount",
+  /** Phase `unstaging` recorded; nothing torn down. */
+  "unstage.after-intent",
+  /** The staging path is unmounted; the device still attached. */
+  "unstage.after-unmount",
+  /** The device is detached (and recorded); ZeroFS still runs. */
+  "unstage.after-detach",
+  /** ZeroFS stopped; the state record still there. */
+  "unstage.after-stop",
+  /** The target recorded as `publishing`; nothing mounted. */
+  "publish.after-intent",
+  /** The target bind-mounted; still recorded as `publishing`. */
+  "publish.after-mount",
+  /** The target recorded as `unpublishing`; still mounted. */
+  "unpublish.after-intent",
+  /** The target unmounted; the target path still there. */
+  "unpublish.after-unmount",
+  /** The target path removed; still recorded as `unpublishing`. */
+  "unpublish.after-remove",
+  /** Phase `expanding` recorded; nothing changed. */
+  "expand.after-intent",
+  /** The staging path unmounted for the expansion. */
+  "expand.after-unmount",
+  /** The device detached (and recorded). */
+  "expand.after-detach",
+  /** The device file grown through 9P; nothing attached. */
+  "expand.after-grow-file",
+  /** The device attached again at its new size; the filesystem not grown. */
+  "expand.after-attach",
+  /** The filesystem grown and mounted again; phase `staged` not recorded yet. */
+  "expand.after-mount",
 ] as const;
 
 /** One failpoint's name. */

@@ -23,14 +23,19 @@ Deno.test("an unknown name is refused, naming the variable, the name and the val
     (e: Error) => {
       assert.match(e.message, new RegExp(`^${FAILPOINTS_ENV} names unknown failpoint`));
       assert.match(e.message, /"stage\.after-atach"/);
-      assert.match(e.message, /valid names: stage\.after-attach/);
+      assert.match(e.message, new RegExp(`valid names: ${FAILPOINT_NAMES.join(", ")} `));
       return true;
     },
   );
 });
 
-Deno.test("every failpoint is named after a stage step", () => {
-  for (const name of FAILPOINT_NAMES) assert.match(name, /^stage\.(after|before)-[a-z-]+$/);
+Deno.test("every failpoint is named after a node handler's step, and each handler has some", () => {
+  for (const name of FAILPOINT_NAMES) {
+    assert.match(name, /^(stage|unstage|publish|unpublish|expand)\.after-[a-z-]+$/);
+  }
+  const handlers = new Set(FAILPOINT_NAMES.map((n) => n.split(".")[0]));
+  assert.deepEqual([...handlers].sort(), ["expand", "publish", "stage", "unpublish", "unstage"]);
+  assert.equal(new Set(FAILPOINT_NAMES).size, FAILPOINT_NAMES.length, "no name twice");
 });
 
 /** Run a script that arms failpoints from `value` and reaches `stage.after-attach`. */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { ServiceHandlers } from "./pipeline.ts";
+import type { IdentityHandlers } from "./pipeline.ts";
 import { DRIVER_NAME, DRIVER_VERSION } from "./version.ts";
 
 /** Options of {@linkcode createIdentityService}. */
@@ -16,7 +16,7 @@ export interface IdentityOptions {
 }
 
 /** Identity handlers keyed by RPC name. */
-export function createIdentityService(opts: IdentityOptions): ServiceHandlers {
+export function createIdentityService(opts: IdentityOptions): IdentityHandlers {
   return {
     GetPluginInfo: () => Promise.resolve({ name: DRIVER_NAME, vendor_version: DRIVER_VERSION }),
     GetPluginCapabilities: () =>

@@ -18,11 +18,12 @@ import { join } from "node:path";
 import {
   apiErrorMessage,
   apiStatusCode,
+  defineRecord,
   type KubeClient,
-  readFileIfExists,
-  writeFileAtomic,
+  readRecordFile,
+  writeRecordFile,
 } from "../zerofs/mod.ts";
-import { internal, unavailable } from "./errors.ts";
+import { unavailable } from "./errors.ts";
 import { DRIVER_NAME } from "./version.ts";
 
 /** Answers "does this node run our node agent?". */
@@ -38,16 +39,24 @@ export const ANY_NODE: KnownNodes = {
   exists: () => Promise.resolve(true),
 };
 
-/** Schema version of a node registration record. */
-export const NODE_RECORD_SCHEMA = 1;
-
-/** What a node agent writes into the node registry. */
-export interface NodeRecord {
-  schema: number;
+/** What a node agent writes into the node registry: "this node runs `driver`". */
+export interface NodeRegistration {
   nodeId: string;
   driver: string;
   registeredAt: string;
 }
+
+/** The stored form of a {@linkcode NodeRegistration} (schema 1). */
+export const NODE_REGISTRATION = defineRecord<NodeRegistration>({
+  kind: "node registration",
+  schema: 1,
+  remedy: "remove it and restart that node's agent",
+  validate: (f) => ({
+    nodeId: f.string("nodeId"),
+    driver: f.string("driver"),
+    registeredAt: f.string("registeredAt"),
+  }),
+});
 
 /** Longest encoded node ID that still makes a file name (255 bytes with ".json"). */
 const MAX_FILE_STEM_BYTES = 250;
@@ -69,13 +78,8 @@ export async function registerNode(dir: string, nodeId: string, now = new Date()
   }
   await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
   const path = join(dir, file);
-  const record: NodeRecord = {
-    schema: NODE_RECORD_SCHEMA,
-    nodeId,
-    driver: DRIVER_NAME,
-    registeredAt: now.toISOString(),
-  };
-  await writeFileAtomic(path, JSON.stringify(record, null, 2) + "\n");
+  const registration = { nodeId, driver: DRIVER_NAME, registeredAt: now.toISOString() };
+  await writeRecordFile(NODE_REGISTRATION, path, registration);
   return path;
 }
 
@@ -90,21 +94,15 @@ export class FileKnownNodes implements KnownNodes {
     const file = recordFileName(nodeId);
     if (!file) return false;
     const path = join(this.dir, file);
-    const text = await readFileIfExists(path);
-    if (text === null) return false;
-    let record: Partial<NodeRecord>;
-    try {
-      record = JSON.parse(text);
-    } catch (e) {
-      throw internal(`node record ${path} is not valid JSON (${(e as Error).message}); remove it`);
-    }
-    if (record.schema !== NODE_RECORD_SCHEMA || record.nodeId !== nodeId) {
-      throw internal(
-        `node record ${path} has schema ${record.schema} and node ${record.nodeId}; this driver ` +
-          `reads schema ${NODE_RECORD_SCHEMA} for node ${nodeId}: remove it and restart that node`,
+    const registration = await readRecordFile(NODE_REGISTRATION, path);
+    if (registration === null) return false;
+    if (registration.nodeId !== nodeId) {
+      throw NODE_REGISTRATION.corrupt(
+        path,
+        `registers node ${JSON.stringify(registration.nodeId)}, not ${JSON.stringify(nodeId)}`,
       );
     }
-    return record.driver === DRIVER_NAME;
+    return registration.driver === DRIVER_NAME;
   }
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Code, type CsiError } from "./errors.ts";
+import { CorruptRecordError } from "../zerofs/mod.ts";
+import { Code, toCsiError } from "./errors.ts";
 import { ANY_NODE, FileKnownNodes, registerNode } from "./known_nodes.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>) {
@@ -31,16 +32,25 @@ Deno.test("node registry: a node exists once its agent registered, under any nod
 Deno.test("node registry: a corrupt or foreign record is an error, never absent", async () => {
   await withDir(async (dir) => {
     const nodes = new FileKnownNodes(dir);
-    for (const text of ["{not json", JSON.stringify({ schema: 2, nodeId: "n" })]) {
+    const registeredAt = "2026-01-01T00:00:00.000Z";
+    for (
+      const text of [
+        "{not json",
+        JSON.stringify({ schema: 2, nodeId: "n" }),
+        JSON.stringify({ schema: 1, nodeId: "m", driver: "other.csi", registeredAt }),
+      ]
+    ) {
       await Deno.writeTextFile(join(dir, "n.json"), text);
       await assert.rejects(
         nodes.exists("n"),
-        (e: CsiError) => e.code === Code.INTERNAL && e.message.includes("n.json"),
+        (e: Error) =>
+          e instanceof CorruptRecordError && e.where === join(dir, "n.json") &&
+          toCsiError(e).code === Code.INTERNAL,
       );
     }
     await Deno.writeTextFile(
       join(dir, "n.json"),
-      JSON.stringify({ schema: 1, nodeId: "n", driver: "other.csi" }),
+      JSON.stringify({ schema: 1, nodeId: "n", driver: "other.csi", registeredAt }),
     );
     assert.equal(await nodes.exists("n"), false, "another driver's record");
   });

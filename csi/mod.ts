@@ -37,9 +37,13 @@ export {
 export { type Release, VolumeLocks } from "./locks.ts";
 export { redact, REDACTED } from "./redact.ts";
 export {
+  type ControllerHandlers,
   type CsiRequest,
   type CsiResponse,
   type Handler,
+  handlerOf,
+  type IdentityHandlers,
+  type NodeHandlers,
   type PipelineContext,
   runCall,
   type ServiceHandlers,
@@ -80,9 +84,9 @@ export {
   FileConfigMapSource,
 } from "./controller_settings.ts";
 export {
+  type ControllerVolumeEntry,
   FileVolumeRegistry,
   type Publication,
-  type VolumeEntry,
   type VolumeRegistry,
 } from "./registry.ts";
 export { MAX_VOLUME_NAME_BYTES, parseVolumeName, volumeIdForName } from "./volume_name.ts";
@@ -91,7 +95,7 @@ export {
   FileKnownNodes,
   type KnownNodes,
   KubeKnownNodes,
-  type NodeRecord,
+  type NodeRegistration,
   registerNode,
 } from "./known_nodes.ts";
 export { MirroredVolumeRegistry, ObjectStoreVolumeRegistry, RECORDS_DIR } from "./volume_store.ts";

@@ -12,17 +12,24 @@ import { VolumeBusyError, type VolumeFileLocks, type VolumeLocks } from "./locks
 import type { Logger } from "./log.ts";
 import { knownSecretValues, redact, scrubValues, secretValuesOf } from "./redact.ts";
 import { ZeroFsNotReadyError } from "../zerofs/mod.ts";
+import type {
+  ControllerHandlers,
+  CsiRequest,
+  CsiResponse,
+  IdentityHandlers,
+  NodeHandlers,
+} from "./messages/mod.ts";
 
-/** A CSI request as proto-loader decodes it (snake_case fields). */
-// deno-lint-ignore no-explicit-any
-export type CsiRequest = Record<string, any>;
-/** A CSI response object. */
-// deno-lint-ignore no-explicit-any
-export type CsiResponse = Record<string, any>;
-/** One RPC handler. */
-export type Handler = (req: CsiRequest) => Promise<CsiResponse>;
-/** A service's handlers keyed by RPC name (`CreateVolume`, `NodeStageVolume`, …). */
-export type ServiceHandlers = Record<string, Handler>;
+export type { ControllerHandlers, CsiRequest, CsiResponse, IdentityHandlers, NodeHandlers };
+
+/** One RPC handler: the decoded request in, the response out. */
+export type Handler<Req = CsiRequest, Res = CsiResponse> = (req: Req) => Promise<Res>;
+/**
+ * A service's handlers keyed by RPC name (`CreateVolume`, `NodeStageVolume`,
+ * …): {@linkcode IdentityHandlers}, {@linkcode ControllerHandlers} or
+ * {@linkcode NodeHandlers}.
+ */
+export type ServiceHandlers = IdentityHandlers | ControllerHandlers | NodeHandlers;
 
 /** What the pipeline needs. */
 export interface PipelineContext {
@@ -52,8 +59,10 @@ const UNLOCKED: ReadonlySet<string> = new Set([
 ]);
 
 /** The volume a request is about: `volume_id`, or `name` for CreateVolume. */
-export function volumeKeyOf(method: string, req: CsiRequest): string | undefined {
-  const key = method === "CreateVolume" ? req.name : req.volume_id;
+export function volumeKeyOf(method: string, req: object): string | undefined {
+  const key = method === "CreateVolume"
+    ? ("name" in req ? req.name : undefined)
+    : ("volume_id" in req ? req.volume_id : undefined);
   return typeof key === "string" && key !== "" ? key : undefined;
 }
 
@@ -61,10 +70,10 @@ export function volumeKeyOf(method: string, req: CsiRequest): string | undefined
  * Run one call through the pipeline and resolve with the response, or reject
  * with a {@linkcode CsiError} (never anything else).
  */
-export async function runCall(
+export async function runCall<Req extends object, Res>(
   ctx: PipelineContext,
-  call: { method: string; handler: Handler; req: CsiRequest },
-): Promise<CsiResponse> {
+  call: { method: string; handler: Handler<Req, Res>; req: Req },
+): Promise<Res> {
   const started = performance.now();
   const volumeId = volumeKeyOf(call.method, call.req);
   let release: (() => void) | undefined;
@@ -149,6 +158,15 @@ function logCall(
 }
 
 /**
+ * The handler registered under `method`, its request type erased. grpc-js
+ * dispatches by RPC name and decodes with that RPC's request type, so the
+ * handler found under a name always receives its own request type.
+ */
+export function handlerOf(handlers: ServiceHandlers, method: string): Handler | undefined {
+  return (handlers as Readonly<Record<string, Handler | undefined>>)[method];
+}
+
+/**
  * Wrap a service's handlers as grpc-js unary handlers. Every method of
  * `methodNames` is served: one without a handler answers UNIMPLEMENTED.
  */
@@ -159,7 +177,7 @@ export function wrapService(
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of methodNames) {
-    const handler: Handler = handlers[method] ?? (() => {
+    const handler: Handler = handlerOf(handlers, method) ?? (() => {
       throw new CsiError(Code.UNIMPLEMENTED, `${method} is not implemented by this driver`);
     });
     impl[method] = (

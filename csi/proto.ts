@@ -10,6 +10,7 @@ import fs from "node:fs";
 import type * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import protoText from "./csi.proto" with { type: "text" };
+import type { ControllerDefinition, IdentityDefinition, NodeDefinition } from "./messages/mod.ts";
 
 /** Options every CSI (de)serializer uses: snake_case fields as in the spec. */
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
@@ -20,11 +21,11 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-/** The three CSI services as grpc-js definitions. */
+/** The three CSI services as grpc-js definitions, typed by the generated messages. */
 export interface CsiServices {
-  Identity: grpc.ServiceDefinition;
-  Controller: grpc.ServiceDefinition;
-  Node: grpc.ServiceDefinition;
+  Identity: IdentityDefinition;
+  Controller: ControllerDefinition;
+  Node: NodeDefinition;
 }
 
 const VIRTUAL_PATH = "/zerofs-csi-embedded/csi/csi.proto";
@@ -35,10 +36,12 @@ export function csiServices(): CsiServices {
   if (cached) return cached;
   const def = loadEmbedded();
   const service = (name: string) => def[`csi.v1.${name}`] as grpc.ServiceDefinition;
+  // The generated definitions describe what this loader builds from the same
+  // proto with the same options (csi/messages/generate_test.ts keeps them so).
   cached = {
-    Identity: service("Identity"),
-    Controller: service("Controller"),
-    Node: service("Node"),
+    Identity: service("Identity") as IdentityDefinition,
+    Controller: service("Controller") as ControllerDefinition,
+    Node: service("Node") as NodeDefinition,
   };
   return cached;
 }

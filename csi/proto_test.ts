@@ -3,7 +3,8 @@
  * published CSI spec (v1.10.0): a tag byte is (field << 3) | wire type.
  */
 import assert from "node:assert/strict";
-import { csiServices } from "./proto.ts";
+import type * as grpc from "@grpc/grpc-js";
+import { type CsiServices, csiServices } from "./proto.ts";
 
 function firstTag(bytes: Uint8Array): number {
   return bytes[0] >> 3;
@@ -33,7 +34,8 @@ Deno.test("csi.proto: field numbers match the spec", () => {
 });
 
 Deno.test("csi.proto: enum values match the spec", () => {
-  const s = csiServices();
+  // Untyped on purpose: the names come from the spec, not from the generated types.
+  const s: Record<keyof CsiServices, grpc.ServiceDefinition> = csiServices();
   const mode = (m: string) =>
     [...s.Controller.CreateVolume.requestSerialize({
       volume_capabilities: [{ access_mode: { mode: m } }],

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Publication, VolumeEntry } from "./registry.ts";
+import type { ControllerVolumeEntry, Publication } from "./registry.ts";
 import type { Capability } from "./validate.ts";
 
 /** The publication a ControllerPublishVolume request asks for. */
@@ -52,16 +52,16 @@ export function publicationConflict(
 }
 
 /** The nodes a volume is published to. */
-export function publishedNodesOf(entry: VolumeEntry): string[] {
+export function publishedNodesOf(entry: ControllerVolumeEntry): string[] {
   return entry.publishedNodes ?? [];
 }
 
 /** `entry` with `nodeId` published as `publication` (replacing a recorded one). */
 export function withPublication(
-  entry: VolumeEntry,
+  entry: ControllerVolumeEntry,
   nodeId: string,
   publication: Publication,
-): VolumeEntry {
+): ControllerVolumeEntry {
   const nodes = publishedNodesOf(entry);
   return {
     ...entry,
@@ -71,7 +71,10 @@ export function withPublication(
 }
 
 /** `entry` without `nodeId`'s publication; `""` removes every node's. */
-export function withoutPublication(entry: VolumeEntry, nodeId: string): VolumeEntry {
+export function withoutPublication(
+  entry: ControllerVolumeEntry,
+  nodeId: string,
+): ControllerVolumeEntry {
   const left = nodeId === "" ? [] : publishedNodesOf(entry).filter((n) => n !== nodeId);
   const publications = Object.fromEntries(
     Object.entries(entry.publications ?? {}).filter(([n]) => left.includes(n)),

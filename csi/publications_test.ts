@@ -5,13 +5,13 @@ import {
   withoutPublication,
   withPublication,
 } from "./publications.ts";
-import { parseRecord, serializeRecord, type VolumeEntry } from "./registry.ts";
+import { CONTROLLER_VOLUME_ENTRY, type ControllerVolumeEntry } from "./registry.ts";
 
 const rw = publicationOf(
   { accessType: "mount", fsType: "ext4", mountFlags: [], accessMode: "SINGLE_NODE_WRITER" },
   false,
 );
-const entry: VolumeEntry = {
+const entry: ControllerVolumeEntry = {
   name: "pvc-p",
   capacityBytes: 4096,
   volumeContext: {},
@@ -56,13 +56,19 @@ Deno.test("publish and unpublish keep publishedNodes and publications in step", 
 
 Deno.test("records round-trip publications; old records with a bare node list still read", () => {
   const rec = withPublication({ ...entry, requestName: "Sanity-X" }, "n1", rw);
-  assert.deepEqual(parseRecord(serializeRecord(rec), "x.json"), rec);
+  assert.deepEqual(
+    CONTROLLER_VOLUME_ENTRY.parse(CONTROLLER_VOLUME_ENTRY.serialize(rec), "x.json"),
+    rec,
+  );
   const old = JSON.stringify({ schema: 1, ...entry, publishedNodes: ["n1"] });
-  const parsed = parseRecord(old, "old.json");
+  const parsed = CONTROLLER_VOLUME_ENTRY.parse(old, "old.json");
   assert.deepEqual(parsed.publishedNodes, ["n1"]);
   assert.equal(parsed.publications, undefined);
   assert.equal(parsed.requestName, undefined);
   assert.throws(() =>
-    parseRecord(JSON.stringify({ schema: 1, ...entry, publications: { n1: { readonly: 1 } } }), "b")
+    CONTROLLER_VOLUME_ENTRY.parse(
+      JSON.stringify({ schema: 1, ...entry, publications: { n1: { readonly: 1 } } }),
+      "b",
+    )
   );
 });

@@ -6,13 +6,17 @@
  */
 
 import { join } from "node:path";
-import { readFileIfExists, writeFileAtomic } from "../zerofs/atomic_file.ts";
-import { parsePin, type VolumePin } from "../zerofs/mod.ts";
-import { internal } from "./errors.ts";
+import {
+  defineRecord,
+  parsePin,
+  readRecordFile,
+  RecordFieldError,
+  type RecordFields,
+  removeFileIfExists,
+  type VolumePin,
+  writeRecordFile,
+} from "../zerofs/mod.ts";
 import { parseVolumeId } from "./validate.ts";
-
-/** Schema version of a volume record. */
-export const VOLUME_RECORD_SCHEMA = 1;
 
 /** How a volume is published to one node (ControllerPublishVolume's arguments). */
 export interface Publication {
@@ -24,8 +28,8 @@ export interface Publication {
   mountFlags: string[];
 }
 
-/** What the controller remembers about one volume. */
-export interface VolumeEntry {
+/** What the controller remembers about one volume it created (its registry entry). */
+export interface ControllerVolumeEntry {
   /** The volume ID (the record's key). */
   name: string;
   /**
@@ -78,8 +82,8 @@ export interface VolumeEntry {
 /** Where volume entries live. */
 export interface VolumeRegistry {
   /** The entry, or null when the volume is unknown. A corrupt record throws. */
-  get(name: string): Promise<VolumeEntry | null>;
-  put(entry: VolumeEntry): Promise<void>;
+  get(name: string): Promise<ControllerVolumeEntry | null>;
+  put(entry: ControllerVolumeEntry): Promise<void>;
   /** Idempotent. */
   delete(name: string): Promise<void>;
 }
@@ -101,87 +105,56 @@ export class FileVolumeRegistry implements VolumeRegistry {
     return join(this.dir, `${parseVolumeId(name, "name")}.json`);
   }
 
-  async get(name: string): Promise<VolumeEntry | null> {
-    const path = this.#path(name);
-    const text = await readFileIfExists(path);
-    if (text === null) return null;
-    return parseRecord(text, path);
+  async get(name: string): Promise<ControllerVolumeEntry | null> {
+    return await readRecordFile(CONTROLLER_VOLUME_ENTRY, this.#path(name));
   }
 
-  async put(entry: VolumeEntry): Promise<void> {
-    await writeFileAtomic(this.#path(entry.name), serializeRecord(entry));
+  async put(entry: ControllerVolumeEntry): Promise<void> {
+    await writeRecordFile(CONTROLLER_VOLUME_ENTRY, this.#path(entry.name), entry);
   }
 
   async delete(name: string): Promise<void> {
-    await Deno.remove(this.#path(name)).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
+    await removeFileIfExists(this.#path(name));
   }
 }
 
 /**
- * Parse a stored record (JSON with `schema`). Invalid JSON, another schema or
- * missing fields → INTERNAL naming `path`; never "absent".
+ * The stored form of a {@linkcode ControllerVolumeEntry}: pretty JSON with
+ * `schema` 1, in the state directory and in the object store alike. A record
+ * that does not read is a `CorruptRecordError` (→ INTERNAL), never "absent".
  */
-export function parseRecord(text: string, path: string): VolumeEntry {
-  let raw: Record<string, unknown>;
+export const CONTROLLER_VOLUME_ENTRY = defineRecord<ControllerVolumeEntry>({
+  kind: "controller volume entry",
+  schema: 1,
+  remedy: "inspect or remove it",
+  validate: (f) => ({
+    name: f.string("name"),
+    requestName: f.optional("requestName", (r, n) => r.string(n)),
+    capacityBytes: f.integer("capacityBytes"),
+    volumeContext: f.stringMap("volumeContext"),
+    parameters: f.stringMap("parameters"),
+    pin: f.optional("pin", entryPin),
+    createdAt: f.string("createdAt"),
+    publishedNodes: f.optional("publishedNodes", (r, n) => r.stringList(n)),
+    publications: f.optional(
+      "publications",
+      (r, n) => r.check<Record<string, Publication>>(n, isPublicationMap, "a map of publications"),
+    ),
+    retainedAt: f.optional("retainedAt", (r, n) => r.string(n)),
+  }),
+});
+
+function entryPin(f: RecordFields, name: string): VolumePin {
+  const raw = f.stringMap(name);
   try {
-    raw = JSON.parse(text);
+    return parsePin(raw, name);
   } catch (e) {
-    throw internal(
-      `volume record ${path} is not valid JSON (${(e as Error).message}); ` +
-        `inspect or remove it`,
-    );
+    throw new RecordFieldError(name, `is not a valid pin (${(e as Error).message})`);
   }
-  if (raw?.schema !== VOLUME_RECORD_SCHEMA) {
-    throw internal(
-      `volume record ${path} has schema ${String(raw?.schema)}; ` +
-        `this driver reads schema ${VOLUME_RECORD_SCHEMA}`,
-    );
-  }
-  const ok = typeof raw.name === "string" && Number.isSafeInteger(raw.capacityBytes) &&
-    isStringMap(raw.volumeContext) && isStringMap(raw.parameters) &&
-    typeof raw.createdAt === "string";
-  const nodes = raw.publishedNodes;
-  const okNodes = nodes === undefined ||
-    (Array.isArray(nodes) && nodes.every((n) => typeof n === "string"));
-  const okRetained = raw.retainedAt === undefined || typeof raw.retainedAt === "string";
-  const okName = raw.requestName === undefined || typeof raw.requestName === "string";
-  const pubs = raw.publications;
-  const okPubs = pubs === undefined ||
-    (pubs !== null && typeof pubs === "object" && Object.values(pubs).every(isPublication));
-  if (!ok || !okNodes || !okRetained || !okName || !okPubs) {
-    throw internal(`volume record ${path} is missing fields; inspect or remove it`);
-  }
-  const pin = raw.pin === undefined ? undefined : recordPin(raw.pin, path);
-  return {
-    name: raw.name as string,
-    ...(raw.requestName !== undefined ? { requestName: raw.requestName as string } : {}),
-    capacityBytes: raw.capacityBytes as number,
-    volumeContext: raw.volumeContext as Record<string, string>,
-    parameters: raw.parameters as Record<string, string>,
-    ...(pin !== undefined ? { pin } : {}),
-    createdAt: raw.createdAt as string,
-    ...(nodes !== undefined ? { publishedNodes: nodes as string[] } : {}),
-    ...(pubs !== undefined ? { publications: pubs as Record<string, Publication> } : {}),
-    ...(raw.retainedAt !== undefined ? { retainedAt: raw.retainedAt as string } : {}),
-  };
 }
 
-/** The stored form of an entry (pretty JSON with `schema`). */
-export function serializeRecord(entry: VolumeEntry): string {
-  return JSON.stringify({ schema: VOLUME_RECORD_SCHEMA, ...entry }, null, 2) + "\n";
-}
-
-function recordPin(value: unknown, path: string): VolumePin {
-  if (!isStringMap(value)) {
-    throw internal(`volume record ${path} has a malformed pin; inspect or remove it`);
-  }
-  try {
-    return parsePin(value, `volume record ${path}: pin`);
-  } catch (e) {
-    throw internal(`${(e as Error).message}; inspect or remove the record`);
-  }
+function isPublicationMap(v: unknown): boolean {
+  return v !== null && typeof v === "object" && Object.values(v).every(isPublication);
 }
 
 function isPublication(v: unknown): v is Publication {
@@ -190,9 +163,4 @@ function isPublication(v: unknown): v is Publication {
     (p.accessType === "mount" || p.accessType === "block") && typeof p.accessMode === "string" &&
     (p.fsType === undefined || typeof p.fsType === "string") && Array.isArray(p.mountFlags) &&
     p.mountFlags.every((f) => typeof f === "string");
-}
-
-function isStringMap(v: unknown): v is Record<string, string> {
-  return v !== null && typeof v === "object" &&
-    Object.values(v).every((x) => typeof x === "string");
 }

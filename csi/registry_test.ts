@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { Code, type CsiError } from "./errors.ts";
-import { FileVolumeRegistry, type VolumeEntry } from "./registry.ts";
+import { CorruptRecordError } from "../zerofs/mod.ts";
+import { Code, toCsiError } from "./errors.ts";
+import { type ControllerVolumeEntry, FileVolumeRegistry } from "./registry.ts";
 
 async function withRegistry(fn: (r: FileVolumeRegistry) => Promise<void>) {
   const dir = `/run/zerofs-csi/test-${crypto.randomUUID().slice(0, 8)}`;
@@ -14,7 +15,7 @@ async function withRegistry(fn: (r: FileVolumeRegistry) => Promise<void>) {
   }
 }
 
-const entry: VolumeEntry = {
+const entry: ControllerVolumeEntry = {
   name: "pvc-r",
   capacityBytes: 4096,
   volumeContext: { fsType: "ext4", capacityBytes: "4096" },
@@ -49,7 +50,9 @@ Deno.test("registry: a corrupt or foreign-schema record is an error, never absen
       await Deno.writeTextFile(path, text);
       await assert.rejects(
         r.get("pvc-r"),
-        (e: CsiError) => e.code === Code.INTERNAL && e.message.includes(path),
+        (e: Error) =>
+          e instanceof CorruptRecordError && e.where === path &&
+          toCsiError(e).code === Code.INTERNAL,
       );
     }
   });

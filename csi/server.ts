@@ -9,7 +9,13 @@ import * as grpc from "@grpc/grpc-js";
 import { dirname } from "node:path";
 import { capStreamsPerConnection } from "./connection_stream_cap.ts";
 import { csiServices, methodNames } from "./proto.ts";
-import { type PipelineContext, type ServiceHandlers, wrapService } from "./pipeline.ts";
+import {
+  type ControllerHandlers,
+  type IdentityHandlers,
+  type NodeHandlers,
+  type PipelineContext,
+  wrapService,
+} from "./pipeline.ts";
 
 /** How long in-flight calls get to finish on shutdown before they are cut. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
@@ -27,9 +33,9 @@ export function parseEndpoint(endpoint: string): string {
 
 /** Handlers per service; a missing service is not registered. */
 export interface CsiServiceHandlers {
-  Identity: ServiceHandlers;
-  Controller?: ServiceHandlers;
-  Node?: ServiceHandlers;
+  Identity: IdentityHandlers;
+  Controller?: ControllerHandlers;
+  Node?: NodeHandlers;
 }
 
 /** A running server. */

@@ -6,7 +6,7 @@
  */
 
 import { invalidArgument } from "./errors.ts";
-import type { CsiRequest } from "./pipeline.ts";
+import type { VolumeCapability } from "./messages/mod.ts";
 
 /** CSI's general limit on string fields, and the longest volume ID we accept. */
 export const MAX_VOLUME_ID_BYTES = 128;
@@ -229,7 +229,8 @@ export function parseMountFlag(flag: unknown, field: string): string {
 export function parseCapability(cap: unknown, opts: CapabilityOptions = {}): Capability {
   const field = opts.field ?? "volume_capability";
   if (cap === null || typeof cap !== "object") throw invalidArgument(`${field} is required`);
-  const c = cap as CsiRequest;
+  // Decoded or written by hand (the CLI, tests): every field is checked, none trusted.
+  const c = cap as VolumeCapability;
   const accessMode = parseAccessMode(c.access_mode, field);
   if (c.block && c.mount) throw invalidArgument(`${field} sets both block and mount`);
   if (c.block) return { accessType: "block", mountFlags: [], accessMode };
@@ -254,7 +255,7 @@ export function parseCapability(cap: unknown, opts: CapabilityOptions = {}): Cap
 }
 
 function parseAccessMode(am: unknown, field: string): string {
-  const mode = am && typeof am === "object" ? (am as CsiRequest).mode : undefined;
+  const mode = am && typeof am === "object" ? (am as { mode?: unknown }).mode : undefined;
   if (mode === undefined || mode === null || mode === "UNKNOWN" || mode === 0) {
     throw invalidArgument(`${field}.access_mode is required`);
   }

@@ -26,7 +26,11 @@ import {
   SettingsError,
   withRetries,
 } from "../zerofs/mod.ts";
-import { parseRecord, serializeRecord, type VolumeEntry, type VolumeRegistry } from "./registry.ts";
+import {
+  CONTROLLER_VOLUME_ENTRY,
+  type ControllerVolumeEntry,
+  type VolumeRegistry,
+} from "./registry.ts";
 import { parseVolumeId } from "./validate.ts";
 
 /** Folder (under the home storageURL) holding one JSON record per volume. */
@@ -67,7 +71,7 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
     return `s3://${this.bucket}/${this.key(name)}`;
   }
 
-  async get(name: string): Promise<VolumeEntry | null> {
+  async get(name: string): Promise<ControllerVolumeEntry | null> {
     const Key = this.key(name);
     const text = await this.#call("GetObject", name, async () => {
       try {
@@ -80,10 +84,10 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
         throw e;
       }
     });
-    return text === null ? null : parseRecord(text, this.url(name));
+    return text === null ? null : CONTROLLER_VOLUME_ENTRY.parse(text, this.url(name));
   }
 
-  async put(entry: VolumeEntry): Promise<void> {
+  async put(entry: ControllerVolumeEntry): Promise<void> {
     const Key = this.key(entry.name);
     const { PutObjectCommand } = await loadS3Sdk();
     const client = await this.#client;
@@ -92,7 +96,7 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
         new PutObjectCommand({
           Bucket: this.bucket,
           Key,
-          Body: serializeRecord(entry),
+          Body: CONTROLLER_VOLUME_ENTRY.serialize(entry),
           ContentType: "application/json",
         }),
       ));
@@ -143,11 +147,11 @@ export class ObjectStoreVolumeRegistry implements VolumeRegistry {
 export class MirroredVolumeRegistry implements VolumeRegistry {
   constructor(readonly local: VolumeRegistry, readonly remote: VolumeRegistry) {}
 
-  async get(name: string): Promise<VolumeEntry | null> {
+  async get(name: string): Promise<ControllerVolumeEntry | null> {
     return await this.remote.get(name);
   }
 
-  async put(entry: VolumeEntry): Promise<void> {
+  async put(entry: ControllerVolumeEntry): Promise<void> {
     await this.remote.put(entry);
     await this.local.put(entry);
   }

@@ -66,3 +66,12 @@ export async function readFileIfExists(path: string): Promise<string | null> {
     throw e;
   }
 }
+
+/** Remove a file; one that does not exist is already removed. */
+export async function removeFileIfExists(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}

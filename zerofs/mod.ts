@@ -13,11 +13,26 @@ export { SettingsError, ZeroFsNotReadyError } from "./types.ts";
 export {
   checkSocketPath,
   MAX_SOCKET_PATH_BYTES,
+  nodeLockPath,
+  POD_STATE_DIR,
+  type StateDirFiles,
+  stateDirFiles,
   volumeDirName,
+  volumeDirsRoot,
   type VolumePaths,
   volumePaths,
 } from "./paths.ts";
-export { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
+export { readFileIfExists, removeFileIfExists, writeFileAtomic } from "./atomic_file.ts";
+export {
+  CorruptRecordError,
+  defineRecord,
+  readRecordFile,
+  type RecordDefinition,
+  RecordFieldError,
+  RecordFields,
+  type RecordFormat,
+  writeRecordFile,
+} from "./record_file.ts";
 export * from "./settings.ts";
 export * from "./secrets.ts";
 export {
@@ -83,7 +98,6 @@ export {
   POD_LABEL_NAME,
   POD_LABEL_NODE,
   POD_LABEL_VOLUME_DIR,
-  POD_STATE_DIR,
   PodRunner,
   type PodRunnerOptions,
   secretEnvVars,

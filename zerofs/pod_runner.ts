@@ -45,7 +45,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { join } from "node:path";
 import type {
   V1Container,
   V1ContainerStatus,
@@ -57,7 +56,13 @@ import type {
 } from "@kubernetes/client-node";
 import { writeFileAtomic } from "./atomic_file.ts";
 import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "./kube_client.ts";
-import { checkSocketPath, volumeDirName, type VolumePaths } from "./paths.ts";
+import {
+  checkSocketPath,
+  POD_STATE_DIR,
+  stateDirFiles,
+  volumeDirName,
+  type VolumePaths,
+} from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import { zerofsRunArgs } from "./run_argv.ts";
 import type { RunnerLog } from "./process_runner.ts";
@@ -75,8 +80,8 @@ import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./r
 import { removeSockets } from "./stale_sockets.ts";
 import { SettingsError, ZeroFsNotReadyError } from "./types.ts";
 
-/** Where the volume's state directory appears inside the ZeroFS container. */
-export const POD_STATE_DIR = "/zerofs";
+/** The state directory as ZeroFS sees it inside its pod. */
+const POD_FILES = stateDirFiles(POD_STATE_DIR);
 /** Where the cache emptyDir appears inside the ZeroFS container. */
 export const POD_CACHE_DIR = "/cache";
 /** The ZeroFS container's name. */
@@ -219,8 +224,8 @@ export class PodRunner implements ZeroFsRunner {
       );
     }
     return {
-      ninepSocket: `${POD_STATE_DIR}/9p.sock`,
-      nbdSocket: `${POD_STATE_DIR}/nbd.sock`,
+      ninepSocket: POD_FILES.ninepSocket,
+      nbdSocket: POD_FILES.nbdSocket,
       cacheDir: POD_CACHE_DIR,
       secretEnvNames: [...new Set(secretEnvVars(opts.settings).map((e) => e.name))],
       secretEnv: {},
@@ -267,7 +272,7 @@ export class PodRunner implements ZeroFsRunner {
         containers: [{
           name: POD_CONTAINER,
           image: s.zerofsImage,
-          args: zerofsRunArgs(`${POD_STATE_DIR}/config.toml`, spec.readOnly),
+          args: zerofsRunArgs(POD_FILES.configToml, spec.readOnly),
           ...(env.length > 0 ? { env } : {}),
           ...(resources ? { resources } : {}),
           // Without pods/log access, a failed start still shows its last log lines.
@@ -320,7 +325,7 @@ export class PodRunner implements ZeroFsRunner {
       });
       await this.#deleteAndWait(watch, existing, this.#graceSeconds);
     }
-    await writeFileAtomic(join(spec.stateDir, "config.toml"), spec.configToml);
+    await writeFileAtomic(stateDirFiles(spec.stateDir).configToml, spec.configToml);
     await removeSockets(spec);
     if (spec.settings.envoyEnabled) {
       this.#log.log("warn", ENVOY_FENCING_WARNING, { volumeId: spec.volumeId, pod: name });
@@ -356,7 +361,7 @@ export class PodRunner implements ZeroFsRunner {
       await this.#deleteAndWait(watch, pod, grace);
       this.#log.log("info", "ZeroFS pod stopped", { volumeId, pod: name });
     }
-    await removeSockets(hostSockets(stateDir));
+    await removeSockets(stateDirFiles(stateDir));
   }
 
   /** What the pod says, and a fresh handshake check through the host paths. */
@@ -379,8 +384,9 @@ export class PodRunner implements ZeroFsRunner {
     if (!isRunning(pod)) {
       return { ...this.#status(volumeId, pod, { ready: false }), running: false };
     }
+    const { ninepSocket, nbdSocket } = stateDirFiles(stateDir);
     const check = await checkReady(
-      { ...hostSockets(stateDir), exportName: "" },
+      { ninepSocket, nbdSocket, exportName: "" },
       { timeoutMs: STATUS_CHECK_TIMEOUT_MS },
     );
     return { ...this.#status(volumeId, pod, check), running: true };
@@ -603,11 +609,6 @@ function shortHash(text: string): string {
 /** A node name as a label value (≤ 63 chars), else its hash. */
 function labelValue(text: string): string {
   return /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(text) ? text : shortHash(text);
-}
-
-/** The sockets of a state directory on the host (names as in paths.ts). */
-function hostSockets(stateDir: string): { ninepSocket: string; nbdSocket: string } {
-  return { ninepSocket: join(stateDir, "9p.sock"), nbdSocket: join(stateDir, "nbd.sock") };
 }
 
 function apiFailure(what: string, e: unknown): Error {

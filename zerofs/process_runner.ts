@@ -1,11 +1,11 @@
 /**
  * The `process` ZeroFS runner: one detached `zerofs run -c config.toml`
  * per volume (own session, so it outlives the node agent), its log and a small
- * runner record in the volume's state directory.
+ * ZeroFS process record in the volume's state directory.
  *
  * State directory files: `config.toml` (0600), `zerofs.log`, and `zerofs.pid`
- * — a JSON runner record (pid, process start time, config hash, sockets),
- * written atomically after the spawn. Liveness is read from `/proc/<pid>`
+ * — the {@linkcode ZerofsProcessRecord} (pid, process start time, config hash,
+ * sockets), written atomically after the spawn. Liveness is read from `/proc/<pid>`
  * (after an agent restart the process is not our child): the start time and
  * `/proc/<pid>/cmdline` (`-c <this config>`) must both match, so a reused pid
  * is never mistaken for ZeroFS. A crash between spawn and record is covered by
@@ -16,10 +16,15 @@
  * @module
  */
 
-import { basename, join } from "node:path";
-import { spawnDetached } from "../blockdev/run.ts";
-import { readFileIfExists, writeFileAtomic } from "./atomic_file.ts";
-import { checkSocketPath, type VolumePaths } from "./paths.ts";
+import { liveStartTicks, processArgv, spawnDetached } from "../blockdev/mod.ts";
+import { removeFileIfExists, writeFileAtomic } from "./atomic_file.ts";
+import {
+  checkSocketPath,
+  rotatedLogPath,
+  stateDirFiles,
+  volumeCacheDir,
+  type VolumePaths,
+} from "./paths.ts";
 import { checkReady, waitUntilReady } from "./readiness.ts";
 import type { VolumeSettings } from "./settings.ts";
 import { secretEnv, type SecretValues } from "./secrets.ts";
@@ -28,8 +33,8 @@ import { removeSockets } from "./stale_sockets.ts";
 import type { InstanceSpec, InstanceStatus, RunnerView, ZeroFsRunner } from "./runner.ts";
 import { SettingsError } from "./types.ts";
 import { detectBinaryVersion, type ZeroFsVersion } from "./version.ts";
+import { defineRecord, readRecordFile, writeRecordFile } from "./record_file.ts";
 
-const RECORD_SCHEMA = 1;
 const STOP_POLL_MS = 50;
 /** After SIGKILL the kernel needs a moment; past this the process is reported stuck. */
 const KILL_WAIT_MS = 5_000;
@@ -61,9 +66,8 @@ export interface ProcessRunnerOptions {
   log?: RunnerLog;
 }
 
-/** The runner record (`zerofs.pid`). */
-interface RunnerRecord {
-  schema: number;
+/** Which process runs a volume's ZeroFS, and with what (`zerofs.pid`). */
+export interface ZerofsProcessRecord {
   volumeId: string;
   pid: number;
   /** /proc/<pid>/stat field 22: tells a reused pid from ours. */
@@ -77,13 +81,29 @@ interface RunnerRecord {
   startedAt: string;
 }
 
+/** The stored form of a {@linkcode ZerofsProcessRecord} (schema 1). */
+const ZEROFS_PROCESS_RECORD = defineRecord<ZerofsProcessRecord>({
+  kind: "ZeroFS process record",
+  schema: 1,
+  remedy: "stop the process it names by hand and delete the file",
+  validate: (f) => ({
+    volumeId: f.string("volumeId"),
+    pid: f.integer("pid"),
+    startTicks: f.integer("startTicks"),
+    configHash: f.string("configHash"),
+    configPath: f.string("configPath"),
+    ninepSocket: f.string("ninepSocket"),
+    nbdSocket: f.string("nbdSocket"),
+    exportName: f.string("exportName"),
+    readOnly: f.boolean("readOnly"),
+    startedAt: f.string("startedAt"),
+  }),
+});
+
 /** Files of one state directory the runner uses. */
 function runnerFiles(stateDir: string) {
-  return {
-    config: join(stateDir, "config.toml"),
-    log: join(stateDir, "zerofs.log"),
-    record: join(stateDir, "zerofs.pid"),
-  };
+  const files = stateDirFiles(stateDir);
+  return { config: files.configToml, log: files.zerofsLog, record: files.zerofsPid };
 }
 
 /**
@@ -161,10 +181,7 @@ export class ProcessRunner implements ZeroFsRunner {
     return {
       ninepSocket: opts.paths.ninepSocket,
       nbdSocket: opts.paths.nbdSocket,
-      cacheDir: join(
-        opts.settings.cacheDir || join(opts.paths.dir, "cache"),
-        basename(opts.paths.dir),
-      ),
+      cacheDir: volumeCacheDir(opts.settings.cacheDir, opts.paths.dir),
       secretEnvNames: Object.keys(env),
       secretEnv: env,
     };
@@ -176,7 +193,7 @@ export class ProcessRunner implements ZeroFsRunner {
    */
   async stop(volumeId: string, stateDir: string): Promise<void> {
     const files = runnerFiles(stateDir);
-    const record = await readRecord(files.record);
+    const record = await readRecordFile(ZEROFS_PROCESS_RECORD, files.record);
     const pids = new Set(await findProcessesUsingConfig(files.config));
     if (record && await isSameProcess(record)) pids.add(record.pid);
     for (const pid of pids) {
@@ -190,7 +207,7 @@ export class ProcessRunner implements ZeroFsRunner {
   /** What is running for this volume, with a fresh handshake check. */
   async status(volumeId: string, stateDir: string): Promise<InstanceStatus> {
     const files = runnerFiles(stateDir);
-    const record = await readRecord(files.record);
+    const record = await readRecordFile(ZEROFS_PROCESS_RECORD, files.record);
     if (!record) return { volumeId, running: false, ready: false, reason: "not started" };
     if (!(await isSameProcess(record))) {
       return {
@@ -206,8 +223,8 @@ export class ProcessRunner implements ZeroFsRunner {
   }
 
   /** The record, if its process is still the ZeroFS it names. */
-  async #liveRecord(stateDir: string): Promise<RunnerRecord | null> {
-    const record = await readRecord(runnerFiles(stateDir).record);
+  async #liveRecord(stateDir: string): Promise<ZerofsProcessRecord | null> {
+    const record = await readRecordFile(ZEROFS_PROCESS_RECORD, runnerFiles(stateDir).record);
     if (!record) return null;
     if (await isSameProcess(record)) return record;
     this.#log.log("info", "ZeroFS recorded for this volume is gone: starting fresh", {
@@ -217,7 +234,7 @@ export class ProcessRunner implements ZeroFsRunner {
     return null;
   }
 
-  async #start(spec: InstanceSpec): Promise<RunnerRecord> {
+  async #start(spec: InstanceSpec): Promise<ZerofsProcessRecord> {
     const files = runnerFiles(spec.stateDir);
     await writeFileAtomic(files.config, spec.configToml);
     await removeSockets(spec);
@@ -228,8 +245,7 @@ export class ProcessRunner implements ZeroFsRunner {
       env: zerofsEnvironment(spec.secretEnv),
     });
     const startTicks = await readStartTicksOfNew(pid);
-    const record: RunnerRecord = {
-      schema: RECORD_SCHEMA,
+    const record: ZerofsProcessRecord = {
       volumeId: spec.volumeId,
       pid,
       startTicks: startTicks ?? -1,
@@ -241,12 +257,12 @@ export class ProcessRunner implements ZeroFsRunner {
       readOnly: spec.readOnly,
       startedAt: new Date().toISOString(),
     };
-    await writeFileAtomic(files.record, JSON.stringify(record, null, 2) + "\n");
+    await writeRecordFile(ZEROFS_PROCESS_RECORD, files.record, record);
     this.#log.log("info", "ZeroFS started", { volumeId: spec.volumeId, pid, bin: this.#bin });
     return record;
   }
 
-  #waitReady(spec: InstanceSpec, record: RunnerRecord): Promise<void> {
+  #waitReady(spec: InstanceSpec, record: ZerofsProcessRecord): Promise<void> {
     return waitUntilReady(spec, {
       timeoutMs: this.#readyTimeoutMs,
       isAlive: () => isSameProcess(record),
@@ -254,7 +270,7 @@ export class ProcessRunner implements ZeroFsRunner {
     });
   }
 
-  async #stopRecorded(record: RunnerRecord, graceMs: number): Promise<void> {
+  async #stopRecorded(record: ZerofsProcessRecord, graceMs: number): Promise<void> {
     if (await isSameProcess(record)) await this.#terminate(record, graceMs);
   }
 
@@ -278,11 +294,9 @@ export class ProcessRunner implements ZeroFsRunner {
     }
   }
 
-  async #clear(stateDir: string, record: RunnerRecord): Promise<void> {
+  async #clear(stateDir: string, record: ZerofsProcessRecord): Promise<void> {
     await removeSockets(record);
-    await Deno.remove(runnerFiles(stateDir).record).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
+    await removeFileIfExists(runnerFiles(stateDir).record);
   }
 }
 
@@ -329,29 +343,8 @@ export function zerofsEnvironment(
   return { ...env, ...secretEnv };
 }
 
-function runningStatus(volumeId: string, record: RunnerRecord): InstanceStatus {
+function runningStatus(volumeId: string, record: ZerofsProcessRecord): InstanceStatus {
   return { volumeId, running: true, ready: true, pid: record.pid, configHash: record.configHash };
-}
-
-async function readRecord(path: string): Promise<RunnerRecord | null> {
-  const text = await readFileIfExists(path);
-  if (text === null) return null;
-  let record: RunnerRecord;
-  try {
-    record = JSON.parse(text);
-  } catch (e) {
-    throw new Error(
-      `Cannot read ZeroFS runner record "${path}": ${(e as Error).message}; ` +
-        `stop the process it names by hand and delete the file.`,
-    );
-  }
-  if (record.schema !== RECORD_SCHEMA || !Number.isInteger(record.pid)) {
-    throw new Error(
-      `Cannot read ZeroFS runner record "${path}": schema ${record.schema} is not ${RECORD_SCHEMA}; ` +
-        `was it written by another driver version?`,
-    );
-  }
-  return record;
 }
 
 const RECHECK_DELAY_MS = 50;
@@ -362,14 +355,14 @@ const RECHECK_DELAY_MS = 50;
  * script exec their way to ZeroFS, /proc can answer oddly for an instant, and
  * a false "exited" fails a stage that would have succeeded.
  */
-async function isSameProcess(record: RunnerRecord): Promise<boolean> {
+async function isSameProcess(record: ZerofsProcessRecord): Promise<boolean> {
   if (await looksLikeSameProcess(record)) return true;
   await new Promise((r) => setTimeout(r, RECHECK_DELAY_MS));
   return await looksLikeSameProcess(record);
 }
 
 /** One look: alive, not a zombie, same start time, and still running this config. */
-async function looksLikeSameProcess(record: RunnerRecord): Promise<boolean> {
+async function looksLikeSameProcess(record: ZerofsProcessRecord): Promise<boolean> {
   const startTicks = await readStartTicks(record.pid);
   if (startTicks === null || startTicks !== record.startTicks) return false;
   // An empty cmdline is the instant of an exec (a wrapper script exec'ing ZeroFS); the start time matched.
@@ -391,19 +384,13 @@ async function readStartTicksOfNew(pid: number): Promise<number | null> {
   return null;
 }
 
-/** `/proc/<pid>/stat` field 22 (start time in clock ticks); null when gone or a zombie. */
+/** The process's start time (its identity with the pid); null when gone or a zombie. */
 async function readStartTicks(pid: number): Promise<number | null> {
-  const stat = await readFileIfExists(`/proc/${pid}/stat`).catch(() => null);
-  if (stat === null) return null;
-  // The command name (field 2) may contain spaces and parentheses: split after the last ")".
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  if (fields[0] === "Z" || fields[0] === "X") return null;
-  return Number(fields[19]);
+  return (await liveStartTicks(pid)) ?? null;
 }
 
 async function readCmdline(pid: number): Promise<string[]> {
-  const raw = await readFileIfExists(`/proc/${pid}/cmdline`).catch(() => null);
-  return raw ? raw.split("\0") : [];
+  return (await processArgv(pid)) ?? [];
 }
 
 /** Every live process whose argv runs `configPath` (covers a crash before the record was written). */
@@ -441,7 +428,7 @@ function signal(pid: number, sig: "SIGTERM" | "SIGKILL"): void {
 
 async function rotateLog(path: string): Promise<void> {
   const info = await Deno.stat(path).catch(() => null);
-  if (info && info.size > LOG_ROTATE_BYTES) await Deno.rename(path, `${path}.1`);
+  if (info && info.size > LOG_ROTATE_BYTES) await Deno.rename(path, rotatedLogPath(path));
 }
 
 /** The last lines of the ZeroFS log (reads only its end). */

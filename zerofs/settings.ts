@@ -1,155 +1,90 @@
 /**
- * A volume's settings: StorageClass parameters > ConfigMap keys > driver
- * defaults, resolved into one typed {@linkcode VolumeSettings}. The secret
- * plumbing lives in `secrets.ts`.
+ * A volume's settings: one table, {@linkcode SETTINGS}, names every key once
+ * with how its raw string is read (the parsers are in `setting_parsers.ts`),
+ * its default, and whether only the ConfigMap may set it. Resolution
+ * (StorageClass parameters > ConfigMap keys > driver defaults), the key lists
+ * and the messages all derive from it, and so does the type
+ * {@linkcode VolumeSettings}. The StorageClass parameters that are not
+ * settings have their own table, {@linkcode PARAMETERS}. A key no table
+ * knows is refused, naming the key, where it was read and the accepted keys.
+ * The secret plumbing lives in `secrets.ts`.
  *
  * Key names follow the original Go driver (jrcichra/zerofs-csi-driver) so its
  * ConfigMaps keep working. Settings carry only secret *references*; secret
- * values travel separately as {@linkcode SecretValues}.
+ * values travel separately as `SecretValues`.
  *
  * @module
  */
 
+import {
+  integerAtLeast,
+  oneOf,
+  parseAbsolutePath,
+  parseBoolean,
+  parseCompression,
+  parseEndpoint,
+  parseEqualFoldTrue,
+  parseImage,
+  parseNonEmpty,
+  parseObjectName,
+  parsePositiveNumber,
+  parseQuantity,
+  type Parser,
+  parseRegion,
+  parseStorageUrl,
+  parseStrictBoolean,
+  parseText,
+} from "./setting_parsers.ts";
 import { SettingsError } from "./types.ts";
 
-// ---------------------------------------------------------------------------
-// Keys
-
-/** Keys a ConfigMap (or a StorageClass parameter) may set; each becomes a {@linkcode VolumeSettings} field. */
-export const SETTINGS_KEYS: ReadonlySet<string> = new Set([
-  "storageURL",
-  "awsEndpoint",
-  "awsDefaultRegion",
-  "awsAllowHTTP",
-  "awsCredentialsSecretName",
-  "encryptionPasswordSecretName",
-  "cacheDir",
-  "cacheDiskSizeGB",
-  "cacheMemorySizeGB",
-  "zerofsImage",
-  "cpuRequest",
-  "cpuLimit",
-  "memoryRequest",
-  "memoryLimit",
-  "rustLog",
-  "podReadyTimeoutSeconds",
-  "compression",
-  "storageClass",
-  "telemetry",
-  "filesystemMaxSizeGB",
-  "lsmL0MaxSsts",
-  "lsmMaxConcurrentCompactions",
-  "lsmFlushIntervalSecs",
-  "envoyEnabled",
-  "envoyImage",
-  "envoyConfigMapRef",
-]);
-
-/**
- * Settings that choose what runs in the ZeroFS pod: only the ConfigMap (in
- * the driver namespace, written by the operator) may set them, never a
- * StorageClass parameter or a PV's volume attributes, which reach the node as
- * the volume context. The original driver read them from the ConfigMap too.
- */
-export const CONFIGMAP_ONLY_KEYS: ReadonlySet<string> = new Set([
-  "zerofsImage",
-  "envoyEnabled",
-  "envoyImage",
-  "envoyConfigMapRef",
-]);
-
-/**
- * Keys of the original driver that this driver recognises but refuses:
- * `lsmMaxUnflushedGB` (ZeroFS 2.3 rejects `max_unflushed_gb`).
- */
-const LEGACY_REFUSED_KEYS: ReadonlyMap<string, string> = new Map([
-  ["lsmMaxUnflushedGB", "ZeroFS 2.3 has no [lsm] max_unflushed_gb; delete the key"],
-]);
-
-/** StorageClass parameters that are not settings (they never come from the ConfigMap). */
-export const PARAMETER_ONLY_KEYS: ReadonlySet<string> = new Set([
-  "filesystem",
-  "configMapName",
-  "deletePolicy",
-  "preflight",
-  "csi.storage.k8s.io/fstype",
-  "csi.storage.k8s.io/pvc/name",
-  "csi.storage.k8s.io/pvc/namespace",
-  "csi.storage.k8s.io/pv/name",
-]);
-
-/** Every StorageClass parameter key CreateVolume accepts. */
-export const VOLUME_PARAMETER_KEYS: ReadonlySet<string> = new Set([
-  ...PARAMETER_ONLY_KEYS,
-  ...SETTINGS_KEYS,
-  ...LEGACY_REFUSED_KEYS.keys(),
-]);
-
-const CONFIGMAP_KEYS: ReadonlySet<string> = new Set([
-  ...SETTINGS_KEYS,
-  ...LEGACY_REFUSED_KEYS.keys(),
-]);
+export { SETTINGS_FIX_HINT, STORAGE_SCHEMES } from "./setting_parsers.ts";
 
 // ---------------------------------------------------------------------------
-// Types
+// The shape of a table
 
-/** `filesystem` parameter values. */
-export type VolumeFilesystem = "ext4" | "xfs" | "btrfs";
-/** What DeleteVolume does with the objects under the volume's prefix. */
-export type DeletePolicy = "delete" | "retain";
-
-/** One volume's resolved, validated settings. Contains no secret values. */
-export interface VolumeSettings {
-  /** Base URL; the volume lives at `<storageURL>/<volumeId>`. */
-  storageURL: string;
-  awsEndpoint?: string;
-  awsDefaultRegion?: string;
-  awsAllowHTTP: boolean;
-  /** Secret (driver namespace) holding AWS credentials; see {@linkcode AWS_CREDENTIALS_SECRET_KEYS}. */
-  awsCredentialsSecretName?: string;
-  /** Secret (driver namespace) holding the encryption password under {@linkcode ENCRYPTION_PASSWORD_SECRET_KEY}. */
-  encryptionPasswordSecretName?: string;
-  /** Base directory for the ZeroFS disk cache; the runner picks the per-volume directory under it. */
-  cacheDir: string;
-  cacheDiskSizeGB: number;
-  cacheMemorySizeGB: number;
-  zerofsImage: string;
-  /** Kubernetes resource quantities for the ZeroFS pod (pod runner only). */
-  cpuRequest?: string;
-  cpuLimit?: string;
-  memoryRequest?: string;
-  memoryLimit?: string;
-  /** ZeroFS's `RUST_LOG`. */
-  rustLog?: string;
-  podReadyTimeoutSeconds: number;
-  /** `[filesystem] compression`: `lz4` or `zstd-1` … `zstd-22`. */
-  compression?: string;
-  /** `[storage] storage_class` (the object store's class, e.g. `STANDARD_IA`). */
-  storageClass?: string;
-  /** `[telemetry] enabled`; ZeroFS's own default is on, ours is off. */
-  telemetry: boolean;
-  filesystemMaxSizeGB?: number;
-  lsmL0MaxSsts?: number;
-  lsmMaxConcurrentCompactions?: number;
-  lsmFlushIntervalSecs?: number;
-  /**
-   * An Envoy sidecar in the ZeroFS pod (pod runner only; see README "Envoy
-   * sidecar"). On only for `"true"` in any case, as in the original driver.
-   */
-  envoyEnabled: boolean;
-  /** The sidecar's image. */
-  envoyImage: string;
-  /** ConfigMap (driver namespace) mounted at `/etc/envoy`; it must hold `envoy.yaml`. */
-  envoyConfigMapRef: string;
+/** One key: how its raw string is read, and whether only the ConfigMap may set it. */
+interface Setting<T> {
+  readonly parse: Parser<T>;
+  /** It chooses what runs in the ZeroFS pod: set by the operator's ConfigMap only. */
+  readonly configMapOnly: boolean;
 }
 
-/** StorageClass parameters that are not settings. */
-export interface VolumeParameterOptions {
-  filesystem?: VolumeFilesystem;
-  configMapName?: string;
-  deletePolicy: DeletePolicy;
-  preflight: boolean;
+/** A key with a value when nothing sets it. */
+interface DefaultedSetting<T> extends Setting<T> {
+  readonly default: T;
 }
+
+type Table = Readonly<Record<string, Setting<unknown>>>;
+
+function optional<T>(parse: Parser<T>): Setting<T> {
+  return { parse, configMapOnly: false };
+}
+
+function withDefault<T>(parse: Parser<T>, value: NoInfer<T>): DefaultedSetting<T> {
+  return { parse, configMapOnly: false, default: value };
+}
+
+function configMapOnly<S extends Setting<unknown>>(setting: S): S {
+  return { ...setting, configMapOnly: true };
+}
+
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+type Flatten<T> = { [K in keyof T]: T[K] };
+
+/** The typed values a table resolves to: keys with a default always set, the others optional. */
+type Values<T extends Table> = Flatten<
+  & { [K in keyof T as T[K] extends DefaultedSetting<unknown> ? K : never]: ValueOf<T[K]> }
+  & { [K in keyof T as T[K] extends DefaultedSetting<unknown> ? never : K]?: ValueOf<T[K]> }
+>;
+
+function defaultsOf<T extends Table>(table: T): Partial<Values<T>> {
+  return Object.fromEntries(
+    Object.entries(table).flatMap(([key, s]) => "default" in s ? [[key, s.default]] : []),
+  ) as Partial<Values<T>>;
+}
+
+// ---------------------------------------------------------------------------
+// The settings table
 
 /**
  * `storageURL` when nothing sets it: the original driver's default
@@ -158,220 +93,184 @@ export interface VolumeParameterOptions {
  */
 export const DEFAULT_STORAGE_URL = "s3://zerofs";
 
+/**
+ * Every settings key: a ConfigMap key, and (unless ConfigMap-only) a
+ * StorageClass parameter. Each becomes a {@linkcode VolumeSettings} field.
+ */
+export const SETTINGS = {
+  /** Base URL; the volume lives at `<storageURL>/<volumeId>`. */
+  storageURL: withDefault(parseStorageUrl, DEFAULT_STORAGE_URL),
+  awsEndpoint: optional(parseEndpoint),
+  awsDefaultRegion: optional(parseRegion),
+  awsAllowHTTP: withDefault(parseBoolean, false),
+  /** Secret (driver namespace) holding AWS credentials; see `AWS_CREDENTIALS_SECRET_KEYS`. */
+  awsCredentialsSecretName: optional(parseObjectName),
+  /** Secret (driver namespace) holding the encryption password under `ENCRYPTION_PASSWORD_SECRET_KEY`. */
+  encryptionPasswordSecretName: optional(parseObjectName),
+  /** Base directory for the ZeroFS disk cache; the runner picks the per-volume directory under it. */
+  cacheDir: withDefault(parseAbsolutePath, "/var/lib/zerofs-csi/cache"),
+  cacheDiskSizeGB: withDefault(parsePositiveNumber, 1),
+  cacheMemorySizeGB: withDefault(parsePositiveNumber, 0.25),
+  zerofsImage: configMapOnly(withDefault(parseImage, "ghcr.io/barre/zerofs:0.16.2")),
+  /** Kubernetes resource quantities for the ZeroFS pod (pod runner only). */
+  cpuRequest: optional(parseQuantity),
+  cpuLimit: optional(parseQuantity),
+  memoryRequest: optional(parseQuantity),
+  memoryLimit: optional(parseQuantity),
+  /** ZeroFS's `RUST_LOG`. */
+  rustLog: optional(parseNonEmpty),
+  podReadyTimeoutSeconds: withDefault(integerAtLeast(1), 120),
+  /** `[filesystem] compression`: `lz4` or `zstd-1` … `zstd-22`. */
+  compression: optional(parseCompression),
+  /** `[storage] storage_class` (the object store's class, e.g. `STANDARD_IA`). */
+  storageClass: optional(parseNonEmpty),
+  /** `[telemetry] enabled`; ZeroFS's own default is on, ours is off. */
+  telemetry: withDefault(parseBoolean, false),
+  filesystemMaxSizeGB: optional(parsePositiveNumber),
+  lsmL0MaxSsts: optional(integerAtLeast(1)),
+  lsmMaxConcurrentCompactions: optional(integerAtLeast(1)),
+  lsmFlushIntervalSecs: optional(integerAtLeast(5)),
+  /**
+   * An Envoy sidecar in the ZeroFS pod (pod runner only; see README "Envoy
+   * sidecar"). On only for `"true"` in any case, as in the original driver.
+   */
+  envoyEnabled: configMapOnly(withDefault(parseEqualFoldTrue, false)),
+  /** The sidecar's image. */
+  envoyImage: configMapOnly(withDefault(parseImage, "envoyproxy/envoy-distroless:v1.34.4")),
+  /** ConfigMap (driver namespace) mounted at `/etc/envoy`; it must hold `envoy.yaml`. */
+  envoyConfigMapRef: configMapOnly(withDefault(parseObjectName, "envoy-config")),
+} satisfies Table;
+
+/** One of the {@linkcode SETTINGS} keys. */
+export type SettingKey = keyof typeof SETTINGS;
+
+/** One volume's resolved, validated settings. Contains no secret values. */
+export type VolumeSettings = Values<typeof SETTINGS>;
+
+/**
+ * Keys of the original driver that this driver recognises but refuses, with
+ * why: `lsmMaxUnflushedGB` (ZeroFS 2.3 rejects `max_unflushed_gb`).
+ */
+const REFUSED_KEYS: ReadonlyMap<string, string> = new Map([
+  ["lsmMaxUnflushedGB", "ZeroFS 2.3 has no [lsm] max_unflushed_gb; delete the key"],
+]);
+
 /** Driver defaults used when neither the StorageClass nor the ConfigMap sets a key. */
-export const DEFAULT_SETTINGS: Readonly<Omit<VolumeSettings, "storageURL">> = {
-  awsAllowHTTP: false,
-  cacheDir: "/var/lib/zerofs-csi/cache",
-  cacheDiskSizeGB: 1,
-  cacheMemorySizeGB: 0.25,
-  zerofsImage: "ghcr.io/barre/zerofs:0.16.2",
-  podReadyTimeoutSeconds: 120,
-  telemetry: false,
-  envoyEnabled: false,
-  envoyImage: "envoyproxy/envoy-distroless:v1.34.4",
-  envoyConfigMapRef: "envoy-config",
-};
+export const DEFAULT_SETTINGS = defaultsOf(SETTINGS) as Readonly<VolumeSettings>;
 
 // ---------------------------------------------------------------------------
-// Value parsers: each takes the raw string and the key, returns a typed value or throws.
+// The StorageClass parameters that are not settings
 
-type Source = "StorageClass parameter" | "ConfigMap key" | "driver default";
-type Parser<T> = (raw: string, where: string) => T;
+const FILESYSTEMS = ["ext4", "xfs", "btrfs"] as const;
+/** `filesystem` parameter values. */
+export type VolumeFilesystem = (typeof FILESYSTEMS)[number];
+const parseFilesystem = oneOf(FILESYSTEMS);
 
-const MAX_ECHO_CHARS = 80;
-
-function echo(raw: string): string {
-  const short = raw.length > MAX_ECHO_CHARS ? raw.slice(0, MAX_ECHO_CHARS) + "…" : raw;
-  return JSON.stringify(short);
-}
-
-/** What every invalid-value message ends with: where to fix it. */
-export const SETTINGS_FIX_HINT = "fix the StorageClass parameters or the ConfigMap";
-
-function invalid(where: string, raw: string, expected: string): SettingsError {
-  return new SettingsError(`invalid ${where} = ${echo(raw)}: ${expected}; ${SETTINGS_FIX_HINT}`);
-}
-
-/**
- * The spellings ZeroFS's object store accepts for a boolean (object_store
- * 0.12 `impl Parse for bool`, any case). The original driver copied
- * `awsAllowHTTP` into ZeroFS's `allow_http` as is, so its ConfigMaps may
- * use any of them.
- */
-const TRUE_WORDS: ReadonlySet<string> = new Set(["1", "true", "on", "yes", "y"]);
-const FALSE_WORDS: ReadonlySet<string> = new Set(["0", "false", "off", "no", "n"]);
-
-const parseBoolean: Parser<boolean> = (raw, where) => {
-  const word = raw.toLowerCase();
-  if (TRUE_WORDS.has(word)) return true;
-  if (FALSE_WORDS.has(word)) return false;
-  throw invalid(where, raw, `must be "true" or "false" (or 1/0, yes/no, on/off, y/n)`);
-};
-
-const parsePositiveNumber: Parser<number> = (raw, where) => {
-  const n = /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isFinite(n) || n <= 0) {
-    throw invalid(where, raw, `must be a positive number such as "10" or "0.5"`);
-  }
-  return n;
-};
-
-function integerAtLeast(min: number): Parser<number> {
-  return (raw, where) => {
-    const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(n) || n < min) {
-      throw invalid(where, raw, `must be a whole number ≥ ${min}`);
-    }
-    return n;
-  };
-}
-
-const parseNonEmpty: Parser<string> = (raw, where) => {
-  // deno-lint-ignore no-control-regex
-  if (raw.trim() === "" || /[\u0000-\u001f\u007f]/.test(raw)) {
-    throw invalid(where, raw, "must be a non-empty string without control characters");
-  }
-  return raw;
-};
-
-/** RFC 1123 subdomain: what Kubernetes accepts as a Secret or ConfigMap name. */
-const parseObjectName: Parser<string> = (raw, where) => {
-  if (
-    raw.length > 253 ||
-    !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(raw)
-  ) {
-    throw invalid(
-      where,
-      raw,
-      "must be a Kubernetes object name (lowercase letters, digits, '-' and '.')",
-    );
-  }
-  return raw;
-};
-
-const parseAbsolutePath: Parser<string> = (raw, where) => {
-  if (!raw.startsWith("/") || raw.split("/").includes("..")) {
-    throw invalid(where, raw, "must be an absolute path without '..'");
-  }
-  return parseNonEmpty(raw, where);
-};
-
-const parseQuantity: Parser<string> = (raw, where) => {
-  if (!/^\d+(\.\d+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.test(raw)) {
-    throw invalid(where, raw, `must be a Kubernetes quantity such as "500m", "2" or "1Gi"`);
-  }
-  return raw;
-};
-
-const parseCompression: Parser<string> = (raw, where) => {
-  const zstd = /^zstd-(\d{1,2})$/.exec(raw);
-  if (raw === "lz4" || (zstd && Number(zstd[1]) >= 1 && Number(zstd[1]) <= 22)) return raw;
-  throw invalid(where, raw, `must be "lz4" or "zstd-1" … "zstd-22"`);
-};
-
-const parseRegion: Parser<string> = (raw, where) => {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(raw)) {
-    throw invalid(where, raw, `must be a region name such as "us-east-1"`);
-  }
-  return raw;
-};
-
-const parseImage: Parser<string> = (raw, where) => {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._\/:@-]*$/.test(raw)) {
-    throw invalid(
-      where,
-      raw,
-      `must be a container image reference such as "ghcr.io/barre/zerofs:0.16.2"`,
-    );
-  }
-  return raw;
-};
-
-const parseEndpoint: Parser<string> = (raw, where) => {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw invalid(
-      where,
-      raw,
-      `must be a URL such as "https://s3.example.com" or "http://minio:9000"`,
-    );
-  }
-  if (url.username || url.password) {
-    // Never echo: the value itself carries credentials.
-    throw new SettingsError(
-      `invalid ${where}: the URL contains credentials; put them in the Secret named by awsCredentialsSecretName`,
-    );
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw invalid(where, raw, "must start with http:// or https://");
-  }
-  return raw.replace(/\/+$/, "");
-};
+/** StorageClass parameters of this driver that are not settings (never from a ConfigMap). */
+export const PARAMETERS = {
+  /** The filesystem to format (the original driver's key). */
+  filesystem: optional(parseFilesystem),
+  /** ConfigMap (driver namespace) with the volume's settings. */
+  configMapName: optional(parseObjectName),
+  /** What DeleteVolume does with the objects under the volume's prefix. */
+  deletePolicy: withDefault(oneOf(["delete", "retain"]), "delete"),
+  /** CreateVolume checks the object store first (ours, not the original's). */
+  preflight: withDefault(parseStrictBoolean, true),
+} satisfies Table;
 
 /**
- * Schemes a volume may use: `s3://` (AWS S3 and S3-compatible stores), and
- * `memory://` for tests. ZeroFS also speaks `gs://` and `azure://`, but this
- * driver hands it only `[aws]` credentials and can delete only s3:// objects,
- * so such a volume could neither authenticate nor ever be deleted.
+ * StorageClass parameters the external-provisioner adds: the filesystem of
+ * `csi.storage.k8s.io/fstype` (older provisioners) and, with
+ * `--extra-create-metadata`, the PVC's and the PV's names.
  */
-export const STORAGE_SCHEMES: readonly string[] = ["s3", "memory"];
-const UNSUPPORTED_ZEROFS_SCHEMES: ReadonlySet<string> = new Set(["gs", "azure"]);
+export const PROVISIONER_PARAMETERS = {
+  "csi.storage.k8s.io/fstype": optional(parseFilesystem),
+  "csi.storage.k8s.io/pvc/name": optional(parseText),
+  "csi.storage.k8s.io/pvc/namespace": optional(parseText),
+  "csi.storage.k8s.io/pv/name": optional(parseText),
+} satisfies Table;
 
-const parseStorageUrl: Parser<string> = (raw, where) => {
-  const m = /^([a-z0-9]+):\/\/([^/?#]*)(\/[^?#]*)?$/.exec(raw);
-  if (!m) {
-    throw invalid(where, raw, `must look like "s3://bucket/prefix" (no query string or fragment)`);
-  }
-  const [, scheme, bucket, path = ""] = m;
-  if (!STORAGE_SCHEMES.includes(scheme)) {
-    const why = scheme === "file"
-      ? "file:// lacks the conditional writes ZeroFS needs; "
-      : UNSUPPORTED_ZEROFS_SCHEMES.has(scheme)
-      ? `${scheme}:// is not supported: this driver passes ZeroFS only AWS credentials and ` +
-        `deletes only s3:// objects; `
-      : "";
-    throw invalid(
-      where,
-      raw,
-      `${why}use one of the supported schemes: s3://, memory:// (for tests)`,
-    );
-  }
-  if (scheme !== "memory" && bucket === "") throw invalid(where, raw, "names no bucket");
-  if (bucket.includes("@")) {
-    throw new SettingsError(
-      `invalid ${where}: the URL contains credentials; use the Secret named by awsCredentialsSecretName`,
-    );
-  }
-  const segments = path.split("/").filter((s) => s !== "");
-  if (segments.some((s) => s === "." || s === "..") || /\s/.test(raw)) {
-    throw invalid(where, raw, "the prefix must not contain '.', '..' segments or whitespace");
-  }
-  return `${scheme}://${bucket}${segments.length ? "/" + segments.join("/") : ""}`;
-};
+/** What DeleteVolume does with the objects under the volume's prefix. */
+export type DeletePolicy = ReturnType<typeof PARAMETERS.deletePolicy.parse>;
+
+/** The non-settings StorageClass parameters, read. */
+export type VolumeParameterOptions = Values<typeof PARAMETERS>;
 
 // ---------------------------------------------------------------------------
-// Validation and resolution
+// Key lists
 
-function rejectLegacy(key: string, where: string): void {
-  const refusal = LEGACY_REFUSED_KEYS.get(key);
-  if (refusal) throw new SettingsError(`${where} is not supported: ${refusal}`);
+/** Keys a ConfigMap may set. */
+export const SETTINGS_KEYS: ReadonlySet<string> = new Set(Object.keys(SETTINGS));
+
+/** Every StorageClass parameter key CreateVolume accepts. */
+export const VOLUME_PARAMETER_KEYS: ReadonlySet<string> = new Set([
+  ...Object.keys(PARAMETERS),
+  ...Object.keys(PROVISIONER_PARAMETERS),
+  ...Object.entries(SETTINGS).flatMap(([key, s]) => s.configMapOnly ? [] : [key]),
+]);
+
+const NOT_SETTINGS: ReadonlySet<string> = new Set([
+  ...Object.keys(PARAMETERS),
+  ...Object.keys(PROVISIONER_PARAMETERS),
+]);
+
+// ---------------------------------------------------------------------------
+// Sources
+
+/**
+ * Where raw settings were read, as every message names it: CreateVolume's
+ * StorageClass parameters, a node's volume context (the PV's
+ * volumeAttributes, without the keys the CSI layer adds), a ConfigMap, or
+ * the defaults of a settings file.
+ */
+export type SettingsSource =
+  | { kind: "StorageClass" }
+  | { kind: "volume_context" }
+  | { kind: "ConfigMap"; name?: string }
+  | { kind: "settings file"; path?: string };
+
+const STORAGE_CLASS: SettingsSource = { kind: "StorageClass" };
+
+function keyWhere(source: SettingsSource, key: string): string {
+  const quoted = JSON.stringify(key);
+  switch (source.kind) {
+    case "StorageClass":
+      return `StorageClass parameter ${quoted}`;
+    case "volume_context":
+      return `volume_context key ${quoted}`;
+    case "ConfigMap":
+      return `ConfigMap key ${quoted}` + (source.name ? ` (ConfigMap "${source.name}")` : "");
+    case "settings file":
+      return `settings file key ${quoted}` + (source.path ? ` (${source.path})` : "");
+  }
 }
 
-function rejectOutsideConfigMap(key: string, where: string): void {
-  throw new SettingsError(
-    `${where} is not allowed: what runs in the ZeroFS pod is set only in the ConfigMap ` +
-      `(key ${JSON.stringify(key)} of the ConfigMap named by configMapName); remove it here`,
+function isParameters(source: SettingsSource): boolean {
+  return source.kind === "StorageClass" || source.kind === "volume_context";
+}
+
+function refuseKey(source: SettingsSource, key: string): SettingsError {
+  const where = keyWhere(source, key);
+  const refusal = REFUSED_KEYS.get(key);
+  if (refusal) return new SettingsError(`${where} is not supported: ${refusal}`);
+  const accepted = isParameters(source) ? VOLUME_PARAMETER_KEYS : SETTINGS_KEYS;
+  return new SettingsError(`unknown ${where}; accepted keys: ${[...accepted].sort().join(", ")}`);
+}
+
+function refuseOutsideConfigMap(source: SettingsSource, key: string): SettingsError {
+  return new SettingsError(
+    `${keyWhere(source, key)} is not allowed: what runs in the ZeroFS pod is set only in the ` +
+      `ConfigMap (key ${JSON.stringify(key)} of the ConfigMap named by configMapName); ` +
+      `remove it here`,
   );
 }
 
-/**
- * `envoyEnabled` as the original driver read it (`strings.EqualFold(v, "true")`):
- * on only for "true" in any case; every other value, also "1" or "yes", means off,
- * so its ConfigMaps keep the meaning they had.
- */
-const parseEnvoyEnabled: Parser<boolean> = (raw) => raw.toLowerCase() === "true";
+function settingOf(key: string): Setting<unknown> | undefined {
+  return Object.hasOwn(SETTINGS, key) ? SETTINGS[key as SettingKey] : undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Reading
 
 /**
  * Parse one settings key's raw string into its typed value (the same rules
@@ -383,79 +282,66 @@ const parseEnvoyEnabled: Parser<boolean> = (raw) => raw.toLowerCase() === "true"
  * parseSettingValue("awsAllowHTTP", "yes", `ConfigMap key "awsAllowHTTP"`); // → true
  * ```
  */
-export function parseSettingValue(key: string, raw: string, where: string): unknown {
-  switch (key) {
-    case "storageURL":
-      return parseStorageUrl(raw, where);
-    case "awsEndpoint":
-      return parseEndpoint(raw, where);
-    case "awsDefaultRegion":
-      return parseRegion(raw, where);
-    case "awsAllowHTTP":
-    case "telemetry":
-      return parseBoolean(raw, where);
-    case "envoyEnabled":
-      return parseEnvoyEnabled(raw, where);
-    case "envoyConfigMapRef":
-    case "awsCredentialsSecretName":
-    case "encryptionPasswordSecretName":
-      return parseObjectName(raw, where);
-    case "cacheDir":
-      return parseAbsolutePath(raw, where);
-    case "cacheDiskSizeGB":
-    case "cacheMemorySizeGB":
-    case "filesystemMaxSizeGB":
-      return parsePositiveNumber(raw, where);
-    case "zerofsImage":
-    case "envoyImage":
-      return parseImage(raw, where);
-    case "cpuRequest":
-    case "cpuLimit":
-    case "memoryRequest":
-    case "memoryLimit":
-      return parseQuantity(raw, where);
-    case "compression":
-      return parseCompression(raw, where);
-    case "podReadyTimeoutSeconds":
-    case "lsmL0MaxSsts":
-    case "lsmMaxConcurrentCompactions":
-      return integerAtLeast(1)(raw, where);
-    case "lsmFlushIntervalSecs":
-      return integerAtLeast(5)(raw, where);
-    default:
-      return parseNonEmpty(raw, where);
-  }
+export function parseSettingValue<K extends SettingKey>(
+  key: K,
+  raw: string,
+  where: string,
+): VolumeSettings[K] {
+  const setting = settingOf(key);
+  if (!setting) throw new SettingsError(`unknown setting ${JSON.stringify(key)}`);
+  return setting.parse(raw, where) as VolumeSettings[K];
 }
 
-function parseParameterOnly(key: string, raw: string, where: string): void {
-  switch (key) {
-    case "filesystem":
-    case "csi.storage.k8s.io/fstype":
-      if (!["ext4", "xfs", "btrfs"].includes(raw)) {
-        throw invalid(where, raw, `must be "ext4", "xfs" or "btrfs"`);
-      }
-      return;
-    case "configMapName":
-      parseObjectName(raw, where);
-      return;
-    case "deletePolicy":
-      if (raw !== "delete" && raw !== "retain") {
-        throw invalid(where, raw, `must be "delete" or "retain"`);
-      }
-      return;
-    case "preflight":
-      // Ours, not the original's: exactly what CreateVolume compares against.
-      if (raw !== "true" && raw !== "false") {
-        throw invalid(where, raw, `must be "true" or "false"`);
-      }
-      return;
+/**
+ * The settings `data` (read from `source`) sets, parsed. A key set to `""`
+ * counts as unset, as in the original driver. From StorageClass parameters
+ * or a volume context, the non-settings parameters are skipped (see
+ * {@linkcode validateVolumeParameters}) and ConfigMap-only keys refused.
+ * Throws {@linkcode SettingsError} naming the key and the source on an
+ * unknown key or a malformed value.
+ *
+ * @example
+ * ```ts
+ * parseSettings({ cacheDiskSizeGB: "20" }, { kind: "ConfigMap", name: "zerofs" });
+ * // → { cacheDiskSizeGB: 20 }
+ * ```
+ */
+export function parseSettings(
+  data: Record<string, string>,
+  source: SettingsSource,
+): Partial<VolumeSettings> {
+  const parameters = isParameters(source);
+  const parsed: Record<string, unknown> = {};
+  for (const [key, raw] of Object.entries(data)) {
+    if (parameters && NOT_SETTINGS.has(key)) continue;
+    const setting = settingOf(key);
+    if (!setting) throw refuseKey(source, key);
+    if (raw === "") continue;
+    if (parameters && setting.configMapOnly) throw refuseOutsideConfigMap(source, key);
+    parsed[key] = setting.parse(raw, keyWhere(source, key));
   }
+  return parsed as Partial<VolumeSettings>;
 }
 
-function unknownKey(key: string, source: Source, allowed: ReadonlySet<string>): SettingsError {
-  return new SettingsError(
-    `unknown ${source} ${JSON.stringify(key)}; allowed keys: ${[...allowed].sort().join(", ")}`,
-  );
+function parsePresent<T extends Table>(table: T, data: Record<string, string>): Partial<Values<T>> {
+  const parsed: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(table)) {
+    const raw = data[key];
+    if (raw !== undefined) parsed[key] = setting.parse(raw, keyWhere(STORAGE_CLASS, key));
+  }
+  return parsed as Partial<Values<T>>;
+}
+
+/** The non-settings StorageClass parameters, validated, with defaults (`deletePolicy: delete`, `preflight: true`). */
+export function volumeParameterOptions(params: Record<string, string>): VolumeParameterOptions {
+  const own = parsePresent(PARAMETERS, params);
+  const filesystem = own.filesystem ??
+    parsePresent(PROVISIONER_PARAMETERS, params)["csi.storage.k8s.io/fstype"];
+  return {
+    ...defaultsOf(PARAMETERS),
+    ...own,
+    ...(filesystem ? { filesystem } : {}),
+  } as VolumeParameterOptions;
 }
 
 /**
@@ -468,99 +354,59 @@ function unknownKey(key: string, source: Source, allowed: ReadonlySet<string>): 
  * ```
  */
 export function validateVolumeParameters(params: Record<string, string>): void {
-  for (const [key, raw] of Object.entries(params)) {
-    const where = `StorageClass parameter "${key}"`;
-    if (!VOLUME_PARAMETER_KEYS.has(key)) {
-      throw unknownKey(key, "StorageClass parameter", VOLUME_PARAMETER_KEYS);
-    }
-    if (PARAMETER_ONLY_KEYS.has(key)) parseParameterOnly(key, raw, where);
-    else if (raw === "") continue; // unset, as in the original driver
-    else if (CONFIGMAP_ONLY_KEYS.has(key)) rejectOutsideConfigMap(key, where);
-    else if (SETTINGS_KEYS.has(key)) parseSettingValue(key, raw, where);
-    else rejectLegacy(key, where);
-  }
-}
-
-/** The non-settings StorageClass parameters, validated, with defaults (`deletePolicy: delete`, `preflight: false`). */
-export function volumeParameterOptions(params: Record<string, string>): VolumeParameterOptions {
-  const pick = (key: string) => {
-    const raw = params[key];
-    if (raw !== undefined) parseParameterOnly(key, raw, `StorageClass parameter "${key}"`);
-    return raw;
-  };
-  const filesystem = (pick("filesystem") ?? pick("csi.storage.k8s.io/fstype")) as
-    | VolumeFilesystem
-    | undefined;
-  return {
-    ...(filesystem ? { filesystem } : {}),
-    ...(pick("configMapName") ? { configMapName: params.configMapName } : {}),
-    deletePolicy: (pick("deletePolicy") ?? "delete") as DeletePolicy,
-    preflight: pick("preflight") === "true",
-  };
+  parseSettings(params, STORAGE_CLASS);
+  volumeParameterOptions(params);
 }
 
 /** Inputs of {@linkcode resolveSettings}. */
 export interface ResolveSettingsInput {
-  /** StorageClass parameters (or the volume context). Non-settings keys are skipped here; validate them with {@linkcode validateVolumeParameters}. */
+  /** StorageClass parameters; non-settings parameters are skipped here (see {@linkcode validateVolumeParameters}). */
   parameters: Record<string, string>;
-  /** Data of the ConfigMap named by `configMapName`; every key must be known. */
+  /** Where `parameters` were read (messages say so): `StorageClass` (default) or a node's `volume_context`. */
+  parametersFrom?: "StorageClass" | "volume_context";
+  /** Data of the ConfigMap named by `configMapName`; every key must be a settings key. */
   configMap?: Record<string, string>;
-  /** Driver defaults (e.g. from flags), over {@linkcode DEFAULT_SETTINGS}. */
+  /** The ConfigMap's name, for messages. */
+  configMapName?: string;
+  /** Driver defaults (e.g. a settings file's, see {@linkcode parseSettings}), over {@linkcode DEFAULT_SETTINGS}. */
   defaults?: Partial<VolumeSettings>;
-}
-
-function collectRaw(input: ResolveSettingsInput): Map<string, { raw: string; where: string }> {
-  const merged = new Map<string, { raw: string; where: string }>();
-  for (const [key, raw] of Object.entries(input.configMap ?? {})) {
-    if (!CONFIGMAP_KEYS.has(key)) throw unknownKey(key, "ConfigMap key", CONFIGMAP_KEYS);
-    const where = `ConfigMap key "${key}"`;
-    if (raw === "") continue; // unset, as in the original driver
-    if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
-    else rejectLegacy(key, where);
-  }
-  for (const [key, raw] of Object.entries(input.parameters)) {
-    const where = `StorageClass parameter "${key}"`;
-    if (raw === "") continue; // unset, as in the original driver
-    if (CONFIGMAP_ONLY_KEYS.has(key)) rejectOutsideConfigMap(key, where);
-    else if (SETTINGS_KEYS.has(key)) merged.set(key, { raw, where });
-    else if (!PARAMETER_ONLY_KEYS.has(key) && VOLUME_PARAMETER_KEYS.has(key)) {
-      rejectLegacy(key, where);
-    }
-  }
-  return merged;
 }
 
 /**
  * Resolve one volume's settings: StorageClass parameters > ConfigMap keys >
- * `defaults` > {@linkcode DEFAULT_SETTINGS} (and {@linkcode DEFAULT_STORAGE_URL}).
- * A key set to the empty string counts as unset, as in the original driver.
- * Throws {@linkcode SettingsError} naming the key on an unknown ConfigMap
- * key or a malformed value.
+ * `defaults` > {@linkcode DEFAULT_SETTINGS}. Throws {@linkcode SettingsError}
+ * naming the key and where it was read on an unknown key or a malformed
+ * value (see {@linkcode parseSettings}).
  *
  * @example
  * ```ts
  * const settings = resolveSettings({
  *   parameters: { configMapName: "zerofs", cacheDiskSizeGB: "20" },
  *   configMap: { storageURL: "s3://bucket/volumes", awsCredentialsSecretName: "aws" },
+ *   configMapName: "zerofs",
  * });
  * ```
  */
 export function resolveSettings(input: ResolveSettingsInput): VolumeSettings {
-  const parsed: Record<string, unknown> = {};
-  for (const [key, { raw, where }] of collectRaw(input)) {
-    parsed[key] = parseSettingValue(key, raw, where);
+  const fromConfigMap = parseSettings(input.configMap ?? {}, {
+    kind: "ConfigMap",
+    name: input.configMapName,
+  });
+  const fromParameters = parseSettings(input.parameters, {
+    kind: input.parametersFrom ?? "StorageClass",
+  });
+  const defaults: Record<string, unknown> = Object.fromEntries(
+    Object.entries(input.defaults ?? {}).filter(([, v]) => v !== undefined && v !== ""),
+  );
+  if (typeof defaults.storageURL === "string") {
+    defaults.storageURL = parseStorageUrl(defaults.storageURL, `driver default "storageURL"`);
   }
-  const settings = {
-    storageURL: DEFAULT_STORAGE_URL,
+  return {
     ...DEFAULT_SETTINGS,
-    ...input.defaults,
-    ...parsed,
+    ...defaults,
+    ...fromConfigMap,
+    ...fromParameters,
   } as VolumeSettings;
-  if (!settings.storageURL) settings.storageURL = DEFAULT_STORAGE_URL;
-  if (input.defaults?.storageURL && !("storageURL" in parsed)) {
-    settings.storageURL = parseStorageUrl(input.defaults.storageURL, `driver default "storageURL"`);
-  }
-  return settings;
 }
 
 // ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@
  */
 
 import { failedPrecondition } from "../errors.ts";
+import { CONTEXT_CAPACITY_BYTES, CONTEXT_FS_TYPE, DEFAULT_FS_TYPE } from "../parameters.ts";
 import { type AsyncRelease, VolumeBusyError, VolumeFileLocks } from "../locks.ts";
 import type { Logger } from "../log.ts";
 import { type NodeContext, nodeStageVolume, unstageVolume } from "../node/mod.ts";
@@ -21,7 +22,7 @@ import { printUsage } from "./usage.ts";
 const PROGRESS_EVERY_MS = 5_000;
 
 /** Print "still working" lines while `work` runs, so a 120 s ZeroFS flush is not silence. */
-export async function withProgress<T>(log: Logger, what: string, work: Promise<T>): Promise<T> {
+async function withProgress<T>(log: Logger, what: string, work: Promise<T>): Promise<T> {
   const started = performance.now();
   const timer = setInterval(() => {
     const seconds = Math.round((performance.now() - started) / 1000);
@@ -52,7 +53,7 @@ async function lockVolume(ctx: NodeContext, volumeId: string, verb: string): Pro
 }
 
 /** `k=v,k=v` into a map; a pair without `=` is a usage error. */
-export function parseParams(text: string | undefined, verb: string): Record<string, string> {
+function parseParams(text: string | undefined, verb: string): Record<string, string> {
   const params: Record<string, string> = {};
   for (const pair of (text ?? "").split(",").filter(Boolean)) {
     const eq = pair.indexOf("=");
@@ -64,8 +65,11 @@ export function parseParams(text: string | undefined, verb: string): Record<stri
 
 function stageRequestFrom(flags: Flags) {
   const block = flags.block === true;
-  const mode = flags["read-only"] === true ? "SINGLE_NODE_READER_ONLY" : "SINGLE_NODE_WRITER";
-  const fsType = optionalFlag(flags, "fs-type") ?? "ext4";
+  const mode: "SINGLE_NODE_READER_ONLY" | "SINGLE_NODE_WRITER" = flags["read-only"] === true
+    ? "SINGLE_NODE_READER_ONLY"
+    : "SINGLE_NODE_WRITER";
+  const fsType = optionalFlag(flags, "fs-type") ?? DEFAULT_FS_TYPE;
+  const size = optionalFlag(flags, "size");
   return {
     volume_id: requireFlag("attach", flags, "volume-id"),
     staging_target_path: requireFlag("attach", flags, "staging-path"),
@@ -74,8 +78,9 @@ function stageRequestFrom(flags: Flags) {
       : { mount: { fs_type: fsType, mount_flags: [] }, access_mode: { mode } },
     volume_context: {
       ...parseParams(optionalFlag(flags, "param"), "attach"),
-      capacityBytes: optionalFlag(flags, "size") ?? String(1 << 30),
-      ...(block ? {} : { fsType }),
+      // Without --size, the node's default capacity applies (csi/capacity.ts).
+      ...(size === undefined ? {} : { [CONTEXT_CAPACITY_BYTES]: size }),
+      ...(block ? {} : { [CONTEXT_FS_TYPE]: fsType }),
     },
     publish_context: {},
     secrets: {},

@@ -18,9 +18,9 @@ import { apiErrorMessage, apiStatusCode, type KubeClient } from "../../zerofs/mo
 import type { DoctorCheck } from "./doctor_check.ts";
 
 /** The original driver's pod name prefix (`fmt.Sprintf("zerofs-volume-%s", volumeID)`). */
-export const ORIGINAL_POD_PREFIX = "zerofs-volume-";
+const ORIGINAL_POD_PREFIX = "zerofs-volume-";
 /** The original driver's config Secret prefix (`fmt.Sprintf("zerofs-config-%s", volumeID)`). */
-export const ORIGINAL_SECRET_PREFIX = "zerofs-config-";
+const ORIGINAL_SECRET_PREFIX = "zerofs-config-";
 
 /** One pod of the original driver. */
 export interface LeftoverPod {

@@ -9,7 +9,6 @@ import { parseArgs } from "node:util";
 import { createLogger, type Logger, parseLogFormat, parseLogLevel } from "../log.ts";
 
 /** Exit codes of the CLI. */
-export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 

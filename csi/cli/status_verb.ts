@@ -27,7 +27,7 @@ export interface VolumeStatusRow {
 }
 
 /** Observe one volume for `status`. */
-export async function statusRow(
+async function statusRow(
   ctx: NodeContext,
   state: NodeVolumeState,
 ): Promise<VolumeStatusRow> {
@@ -60,7 +60,7 @@ export async function statusRow(
 }
 
 /** Render rows as an aligned table. */
-export function formatStatusTable(rows: VolumeStatusRow[]): string {
+function formatStatusTable(rows: VolumeStatusRow[]): string {
   if (rows.length === 0) return "No volumes are staged on this node.";
   const head = [
     "VOLUME",

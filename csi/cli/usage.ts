@@ -12,6 +12,9 @@ const NODE_SHARED =
   --kubelet-dir   kubelet root: staging and target paths must (default ${DEFAULT_KUBELET_DIR})
                   lie below it, with no symlink there
   --attach-mode   kernel|userspace|auto                       (default auto)
+  --process-keeper-socket  userspace attach: start nbdfuse through the
+                  process keeper at this socket, so it outlives this
+                  container (default: start it directly)
   --runner        process|pod                                 (default process)
   --zerofs-bin    ZeroFS binary (process runner)              (default zerofs)
   --settings-file driver settings (TOML: top-level defaults, [configMaps.<name>])
@@ -33,6 +36,7 @@ Verbs:
   attach       stage a volume by hand, as NodeStageVolume does (recovery without Kubernetes)
   detach       unstage a volume by hand, as NodeUnstageVolume does
   doctor       check this node's prerequisites and say what to fix
+  process-keeper  keep the userspace attach's nbdfuse processes alive across agent restarts
   version      print the driver version
 
 Run "zerofs-csi <verb> --help" for a verb's flags.`,
@@ -67,6 +71,17 @@ ${NODE_SHARED}
   --metrics-address serve Prometheus metrics at host:port/metrics (default: off)
   --node-registry directory to register this node in at start (<dir>/<node id>.json),
                   read by a controller without the Kubernetes API
+${LOGGING}
+  --help          show this help`,
+  "process-keeper": `Usage: zerofs-csi process-keeper --socket /path/keeper.sock [flags]
+
+  Runs beside the node agent, in a container of its own, and starts nbdfuse
+  when the agent (--process-keeper-socket) asks, so nbdfuse belongs to this
+  container and survives restarts of the agent's. Starts nothing else.
+
+  --socket        where to listen (0600)                      (required)
+  --state-dir     the agent's state root: nbdfuse logs only   (default ${DEFAULT_STATE_DIR})
+                  below it
 ${LOGGING}
   --help          show this help`,
   status: `Usage: zerofs-csi status [--json] [flags]

@@ -55,7 +55,7 @@ export function stageFailureReason(e: unknown): string | undefined {
  * error's message (a ZeroFS log tail is never part of it — see
  * `ZeroFsNotReadyError`) with every secret value the driver knows scrubbed.
  */
-export function warningMessage(e: unknown, req: Record<string, unknown>): string {
+export function warningMessage(e: unknown, req: object): string {
   const text = e instanceof Error ? e.message : String(e);
   return scrubValues(text, [...secretValuesOf(req), ...knownSecretValues()]);
 }

@@ -12,11 +12,11 @@
 import {
   type KubeClient,
   readConfigMapData,
-  resolveSettings,
   type SecretValues,
   SettingsError,
   type VolumeSettings,
 } from "../../zerofs/mod.ts";
+import { resolveContextSettings } from "../parameters.ts";
 import type { SettingsProvider } from "./context.ts";
 
 /** Reads each volume's ConfigMap from `namespace` at stage time. */
@@ -37,7 +37,7 @@ export class KubeSettingsProvider implements SettingsProvider {
     }
     const name = volumeContext.configMapName;
     const configMap = name ? await this.#read(name) : undefined;
-    const settings = resolveSettings({ parameters: volumeContext, configMap });
+    const settings = resolveContextSettings(volumeContext, configMap);
     return { settings, secrets: {} };
   }
 

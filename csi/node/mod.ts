@@ -5,11 +5,17 @@
  * @module
  */
 
-import { join } from "node:path";
-import { NodeLock, selectAttacher } from "../../blockdev/mod.ts";
-import { createKubeClient, PodRunner, ProcessRunner, type ZeroFsRunner } from "../../zerofs/mod.ts";
+import { type Attacher, NodeLock, selectAttacher, spawnThroughKeeper } from "../../blockdev/mod.ts";
+import {
+  createKubeClient,
+  nodeLockPath,
+  PodRunner,
+  ProcessRunner,
+  volumeDirsRoot,
+  type ZeroFsRunner,
+} from "../../zerofs/mod.ts";
 import type { Logger } from "../log.ts";
-import type { ServiceHandlers } from "../pipeline.ts";
+import type { NodeHandlers, NodeStageVolumeRequest__Output } from "../messages/mod.ts";
 import { DEFAULT_FS_TYPES } from "../validate.ts";
 import type { NodeContext, SettingsProvider } from "./context.ts";
 import { nodeExpandVolume } from "./expand.ts";
@@ -19,7 +25,6 @@ import { KubeSettingsProvider } from "./kube_settings.ts";
 import { FileSettingsProvider } from "./settings_provider.ts";
 import { nodeStageVolume } from "./stage.ts";
 export { nodeStageVolume };
-import type { RawRequest } from "./requests.ts";
 import {
   KubeVolumeEvents,
   NO_EVENTS,
@@ -32,7 +37,12 @@ import { nodeGetVolumeStats } from "./stats.ts";
 import { nodeUnstageVolume } from "./unstage.ts";
 
 export type { NodeContext, SettingsProvider } from "./context.ts";
-export { NodeStateStore, type NodeVolumeState } from "./state.ts";
+export {
+  NodeStateStore,
+  type NodeVolumePhase,
+  type NodeVolumeState,
+  type PublishedTarget,
+} from "./state.ts";
 export { unstageVolume } from "./unstage.ts";
 export { volumeCondition, type VolumeHealth, volumeHealth } from "./stats.ts";
 export { recoverNodeState } from "./recovery.ts";
@@ -53,6 +63,8 @@ export interface NodeOptions {
   nodeId: string;
   stateDir: string;
   attachMode: "kernel" | "userspace" | "auto";
+  /** Userspace attach: start nbdfuse through this process keeper (outlives the agent's container). */
+  processKeeperSocket?: string;
   runner: "process" | "pod";
   zerofsBin: string;
   settingsFile?: string;
@@ -64,7 +76,7 @@ export interface NodeOptions {
 }
 
 /** Node handlers keyed by RPC name. */
-export type NodeServiceHandlers = ServiceHandlers;
+export type NodeServiceHandlers = NodeHandlers;
 
 /** How long ZeroFS may take to answer its first handshakes. */
 const READY_TIMEOUT_MS = 60_000;
@@ -72,7 +84,7 @@ const READY_TIMEOUT_MS = 60_000;
 /** Build the node's shared context from its flags. */
 export async function createNodeContext(opts: NodeOptions, log: Logger): Promise<NodeContext> {
   await makePrivateStateRoot(opts.stateDir);
-  const lock = new NodeLock(join(opts.stateDir, "node.lock"));
+  const lock = new NodeLock(nodeLockPath(opts.stateDir));
   let runner: ZeroFsRunner;
   let settings: SettingsProvider;
   let events: VolumeEvents = NO_EVENTS;
@@ -100,13 +112,33 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
     allowedFsTypes: DEFAULT_FS_TYPES,
     maxVolumes: opts.maxVolumes,
     runner,
-    attacher: await selectAttacher({ mode: opts.attachMode, lock }),
+    attacher: await attacherFor(opts, lock, log),
     states: new NodeStateStore(opts.stateDir),
     settings,
     events,
     log,
   };
 }
+
+/**
+ * The node's attacher. In a container (pod runner), an nbdfuse the agent
+ * starts itself dies with the agent's container and takes the device of every
+ * volume in use with it: say so, once, at start.
+ */
+async function attacherFor(opts: NodeOptions, lock: NodeLock, log: Logger): Promise<Attacher> {
+  const spawn = opts.processKeeperSocket ? spawnThroughKeeper(opts.processKeeperSocket) : undefined;
+  const attacher = await selectAttacher({ mode: opts.attachMode, lock, userspace: { spawn } });
+  if (attacher.mode === "userspace" && opts.runner === "pod" && !spawn) {
+    log.log("warn", USERSPACE_WITHOUT_KEEPER_WARNING, {});
+  }
+  return attacher;
+}
+
+/** Logged by a pod-runner agent that attaches in userspace with no process keeper. */
+export const USERSPACE_WITHOUT_KEEPER_WARNING =
+  "userspace attach without --process-keeper-socket: nbdfuse dies with this container, and " +
+  "every volume in use loses its device when the agent restarts; deploy the " +
+  "manifests/components/userspace-attach component";
 
 /**
  * The state root and its `v/` directory are the agent's alone (0700), also
@@ -117,13 +149,17 @@ export async function createNodeContext(opts: NodeOptions, log: Logger): Promise
 async function makePrivateStateRoot(stateDir: string): Promise<void> {
   await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   await Deno.chmod(stateDir, 0o700);
-  await Deno.chmod(join(stateDir, "v"), 0o700).catch((e) => {
+  await Deno.chmod(volumeDirsRoot(stateDir), 0o700).catch((e) => {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   });
 }
 
 /** Tell the PVC's owner, through an Event, about a stage failure they must act on. */
-async function warnOnFailure<T>(ctx: NodeContext, req: RawRequest, work: Promise<T>): Promise<T> {
+async function warnOnFailure<T>(
+  ctx: NodeContext,
+  req: NodeStageVolumeRequest__Output,
+  work: Promise<T>,
+): Promise<T> {
   try {
     return await work;
   } catch (e) {

@@ -6,18 +6,17 @@
 
 import type { FsType } from "../../blockdev/mod.ts";
 import { pinFromContext, type VolumePin } from "../../zerofs/mod.ts";
+import { DEFAULT_CAPACITY_BYTES, roundUpToBlock } from "../capacity.ts";
 import { invalidArgument } from "../errors.ts";
+import type {
+  NodePublishVolumeRequest__Output,
+  NodeStageVolumeRequest,
+  NodeUnpublishVolumeRequest__Output,
+} from "../messages/mod.ts";
 import { parseKubeletPath } from "./host_paths.ts";
 import { parseCapability, type ParsedCapability, parseVolumeId } from "../validate.ts";
 
-/** The proto-loader shape of a VolumeCapability (keepCase). */
-// deno-lint-ignore no-explicit-any
-export type RawRequest = Record<string, any>;
-
 const READ_ONLY_MODES = new Set(["SINGLE_NODE_READER_ONLY", "MULTI_NODE_READER_ONLY"]);
-const ROUNDING_BYTES = 4096;
-/** Used when a volume context carries no capacity (a volume not made by our controller). */
-export const DEFAULT_CAPACITY_BYTES = 1 << 30;
 
 /** A validated NodeStageVolume request. */
 export interface StageInput {
@@ -42,10 +41,11 @@ export interface StageInput {
 /**
  * Validate NodeStageVolume's fields; every failure names the field. The
  * staging path must lie below the kubelet directory, with no symlink among
- * its existing components there.
+ * its existing components there. The request is as decoded, or as the
+ * `attach` verb writes it (fields it has no use for left out).
  */
 export async function parseStageRequest(
-  req: RawRequest,
+  req: NodeStageVolumeRequest,
   opts: { allowedFsTypes: readonly string[]; kubeletDir: string },
 ): Promise<StageInput> {
   const { allowedFsTypes, kubeletDir } = opts;
@@ -97,7 +97,7 @@ function stagePin(
  * among its existing components there.
  */
 export async function parseTargetRequest(
-  req: RawRequest,
+  req: NodePublishVolumeRequest__Output | NodeUnpublishVolumeRequest__Output,
   kubeletDir: string,
 ): Promise<{ volumeId: string; targetPath: string }> {
   const volumeId = parseVolumeId(req.volume_id, "volume_id");
@@ -127,6 +127,7 @@ function capacityOf(context: Record<string, string>, field: string): number {
   const legacy = context.capacity_bytes;
   const text = context.capacityBytes ??
     (legacy !== undefined && legacy !== "0" ? legacy : undefined);
+  // A volume not made by our controller carries no capacity.
   if (text === undefined) return DEFAULT_CAPACITY_BYTES;
   const bytes = Number(text);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {
@@ -134,5 +135,5 @@ function capacityOf(context: Record<string, string>, field: string): number {
       `${field}.capacityBytes "${text}" is not a positive whole number of bytes`,
     );
   }
-  return Math.ceil(bytes / ROUNDING_BYTES) * ROUNDING_BYTES;
+  return roundUpToBlock(bytes);
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CAPACITY_BYTES, parseStageRequest } from "./requests.ts";
+import { DEFAULT_CAPACITY_BYTES } from "../capacity.ts";
+import { parseStageRequest } from "./requests.ts";
 
 const stage = (volume_context: Record<string, string>) =>
   parseStageRequest({

@@ -14,16 +14,19 @@ import {
   ENV_AWS_SECRET_ACCESS_KEY,
   ENV_AWS_SESSION_TOKEN,
   ENV_ENCRYPTION_PASSWORD,
-  resolveSettings,
+  parseSettings,
   type SecretValues,
   secretValuesFromCsiSecrets,
   SettingsError,
   type VolumeSettings,
 } from "../../zerofs/mod.ts";
+import { resolveContextSettings } from "../parameters.ts";
 import type { SettingsProvider } from "./context.ts";
 
 /** The parsed settings file: top-level keys are defaults, `[configMaps.<name>]` tables are ConfigMaps. */
 export interface SettingsFile {
+  /** Where it was read, for messages. */
+  path?: string;
   defaults: Record<string, string>;
   configMaps: Record<string, Record<string, string>>;
 }
@@ -42,7 +45,7 @@ export function parseSettingsFile(text: string, path: string): SettingsFile {
       defaults[key] = scalar(value, `${path}: key "${key}"`);
     }
   }
-  return { defaults, configMaps };
+  return { path, defaults, configMaps };
 }
 
 function stringTable(value: unknown, where: string): Record<string, string> {
@@ -61,10 +64,15 @@ function scalar(value: unknown, where: string): string {
 
 /** Standalone settings: the file's defaults and ConfigMaps, secrets from CSI secrets or env. */
 export class FileSettingsProvider implements SettingsProvider {
+  readonly #defaults: Partial<VolumeSettings>;
+
   constructor(
     readonly file: SettingsFile,
     readonly env: (name: string) => string | undefined = (n) => Deno.env.get(n),
-  ) {}
+  ) {
+    // A malformed defaults table fails at start, not at the first stage.
+    this.#defaults = parseSettings(file.defaults, { kind: "settings file", path: file.path });
+  }
 
   /** Load from `path`; a missing file is an error naming the flag. */
   static async load(path: string): Promise<FileSettingsProvider> {
@@ -95,11 +103,7 @@ export class FileSettingsProvider implements SettingsProvider {
         ),
       );
     }
-    const settings = resolveSettings({
-      parameters: volumeContext,
-      configMap,
-      defaults: resolveSettings({ parameters: {}, configMap: this.file.defaults }),
-    });
+    const settings = resolveContextSettings(volumeContext, configMap, this.#defaults);
     const secrets = { ...this.#envSecrets(), ...secretValuesFromCsiSecrets(csiSecrets) };
     rememberSecretValues(Object.values(secrets));
     checkSecretValues(secrets);

@@ -1,6 +1,9 @@
 /**
  * NodeStageVolume: make a volume's device ready at the staging path.
  *
+ * A volume found `unstaging` is unstaged first; one found `expanding` has its
+ * expansion finished first (both phases only ever complete).
+ *
  * Steps, each idempotent and each undone on failure (newest first):
  *   1. record the staging intent (state.json, phase "staging")   undo: forget state
  *   2. ZeroFS running with this config and ready                  undo: stop ZeroFS
@@ -45,10 +48,13 @@ import type { NodeContext } from "./context.ts";
 import { decideFormat, FormatRefusedError } from "./format_once.ts";
 import { makeDirNoFollow } from "./host_paths.ts";
 import { checkPrivateVolumeFiles } from "./private_files.ts";
-import { parseStageRequest, type RawRequest, type StageInput } from "./requests.ts";
+import type { NodeStageVolumeRequest } from "../messages/mod.ts";
+import { parseStageRequest, type StageInput } from "./requests.ts";
 import type { NodeVolumeState } from "./state.ts";
+import { finishExpansion } from "./expand.ts";
 import { StepClock } from "./step_clock.ts";
 import { UndoStack } from "./undo.ts";
+import { unstageVolume } from "./unstage.ts";
 import {
   prepareVolumeFiles,
   recordFormatted,
@@ -60,10 +66,20 @@ import { instanceSpecFor } from "./zerofs_instance.ts";
 const ZERO_CHECK_BYTES = 1 << 20;
 
 /** NodeStageVolume. */
-export async function nodeStageVolume(ctx: NodeContext, req: RawRequest): Promise<object> {
+export async function nodeStageVolume(
+  ctx: NodeContext,
+  req: NodeStageVolumeRequest,
+): Promise<object> {
   const input = await parseStageRequest(req, ctx);
-  const prior = await ctx.states.read(input.volumeId);
+  let prior = await ctx.states.read(input.volumeId);
+  // An interrupted unstage is only ever completed: this stage then starts afresh.
+  if (prior?.phase === "unstaging") {
+    await unstageVolume(ctx, prior);
+    prior = null;
+  }
   if (prior) rejectIncompatible(prior, input);
+  // An interrupted expansion is only ever completed, before anything else uses the device.
+  if (prior?.phase === "expanding") prior = await finishExpansion(ctx, prior);
   if (prior?.phase === "staged" && await isStagingIntact(ctx, prior)) return {};
   const undo = new UndoStack();
   const clock = new StepClock();
@@ -91,6 +107,7 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
   let state: NodeVolumeState = { ...(prior ?? initialState(input)), phase: "staging" };
   await clock.time("state", () => ctx.states.write(state));
   if (!prior) undo.push("forget state", () => ctx.states.remove(input.volumeId));
+  failpoint("stage.after-intent");
 
   const spec = await instanceSpecFor(ctx, { ...input, paths });
   const connected = prior?.attachment && await ctx.attacher.isConnected(prior.attachment)
@@ -103,6 +120,7 @@ async function stage(ctx: NodeContext, run: StageRun): Promise<void> {
     volumeId: input.volumeId,
     tightenSockets: !ctx.runner.createsPrivateSockets,
   });
+  failpoint("stage.after-zerofs");
 
   // One 9P connection for the device file, the record, and the record's update after mkfs.
   await withVolumeFs(paths.ninepSocket, async (fs) => {
@@ -293,6 +311,7 @@ async function formatOnceAndMount(
       device,
     });
     await clock.time("mkfs", () => makeFilesystem(device, fsType));
+    failpoint("stage.after-format");
   }
   if (decision.action === "format" || decision.writeRecord) {
     await clock.time(
@@ -312,6 +331,7 @@ async function formatOnceAndMount(
     }));
   undo.push("unmount", () => unmount(input.stagingPath));
   if (growFs && fsType !== "ext4") await growMounted(fsType, device, input.stagingPath, clock);
+  failpoint("stage.after-mount");
 }
 
 async function growMounted(

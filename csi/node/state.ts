@@ -8,14 +8,47 @@
  */
 
 import type { Attachment, FsType } from "../../blockdev/mod.ts";
-import { readFileIfExists, volumePaths, writeFileAtomic } from "../../zerofs/mod.ts";
+import {
+  CorruptRecordError,
+  defineRecord,
+  readRecordFile,
+  stateDirFiles,
+  volumeDirsRoot,
+  volumePaths,
+  writeRecordFile,
+} from "../../zerofs/mod.ts";
 
 const SCHEMA = 1;
 
-/** A target path the volume is published at. */
+/** A target path the volume is published at (or is being published at or unpublished from). */
 export interface PublishedTarget {
   path: string;
   readOnly: boolean;
+  /**
+   * Recorded before the bind mount (`publishing`) or before the unmount
+   * (`unpublishing`); absent once published. A crash leaves it for the next
+   * call or the agent's recovery to finish or take back.
+   */
+  phase?: "publishing" | "unpublishing";
+}
+
+/**
+ * Where a volume stands on this node. Each phase is recorded before the first
+ * effect it covers, so a crash always leaves a phase that says what to finish
+ * or reverse:
+ * - `staging`: NodeStageVolume started and did not finish (the retried stage
+ *   finishes it, NodeUnstageVolume reverses it);
+ * - `staged`: every step of the stage finished;
+ * - `unstaging`: NodeUnstageVolume started; only ever completed;
+ * - `expanding`: NodeExpandVolume started (see {@linkcode Expansion}); only
+ *   ever completed, by the retried call or the agent's recovery.
+ */
+export type NodeVolumePhase = "staging" | "staged" | "unstaging" | "expanding";
+
+/** What an interrupted NodeExpandVolume needs to be finished. */
+export interface Expansion {
+  /** The device size the expansion grows the device file and the device to. */
+  requiredBytes: number;
 }
 
 /** Everything the node knows about one volume it staged (or is staging). */
@@ -30,18 +63,19 @@ export interface NodeVolumeState {
   /** Staged as a ZeroFS reader with a read-only device. */
   readOnly: boolean;
   accessMode: string;
-  /** `staging` until every step of NodeStageVolume finished. */
-  phase: "staging" | "staged";
+  phase: NodeVolumePhase;
   /** Recorded before connecting; absent when nothing is attached. */
   attachment?: Attachment;
   publishedTargets: PublishedTarget[];
-  /** NodeExpandVolume grew the device; the filesystem still has to follow. */
+  /** The stage grew the device file; the filesystem still has to follow. */
   fsGrowPending?: boolean;
+  /** Phase `expanding` only: the expansion to finish. */
+  expansion?: Expansion;
   updatedAt: string;
 }
 
 /** A state file exists but cannot be trusted (→ INTERNAL; never treated as absent). */
-export class CorruptStateError extends Error {
+export class CorruptStateError extends CorruptRecordError {
   override readonly name = "CorruptStateError";
 }
 
@@ -51,17 +85,15 @@ export class NodeStateStore {
 
   /** The volume's state, or `null` when it was never staged on this node. */
   async read(volumeId: string): Promise<NodeVolumeState | null> {
-    const path = volumePaths(this.stateRoot, volumeId).stateJson;
-    const text = await readFileIfExists(path);
-    return text === null ? null : parseState(text, path, volumeId);
+    return await readState(volumePaths(this.stateRoot, volumeId).stateJson, volumeId);
   }
 
   /** Persist atomically; creates the volume's state directory (0700) if needed. */
   async write(state: NodeVolumeState): Promise<void> {
     const paths = volumePaths(this.stateRoot, state.volumeId);
     await Deno.mkdir(paths.dir, { recursive: true, mode: 0o700 });
-    const stamped = { ...state, schema: SCHEMA, updatedAt: new Date().toISOString() };
-    await writeFileAtomic(paths.stateJson, JSON.stringify(stamped, null, 2) + "\n");
+    const stamped = { ...state, updatedAt: new Date().toISOString() };
+    await writeRecordFile(NODE_VOLUME_STATE, paths.stateJson, stamped);
   }
 
   /** Forget the volume: remove state.json, then the directory if nothing else is left. */
@@ -73,14 +105,14 @@ export class NodeStateStore {
 
   /** Every state file under the root (start-up recovery, status, metrics). */
   async list(): Promise<NodeVolumeState[]> {
-    const root = `${this.stateRoot}/v`;
+    const root = volumeDirsRoot(this.stateRoot);
     const states: NodeVolumeState[] = [];
     try {
       for await (const entry of Deno.readDir(root)) {
         if (!entry.isDirectory) continue;
-        const path = `${root}/${entry.name}/state.json`;
-        const text = await readFileIfExists(path);
-        if (text !== null) states.push(parseState(text, path));
+        const path = stateDirFiles(`${root}/${entry.name}`).stateJson;
+        const state = await readState(path);
+        if (state !== null) states.push(state);
       }
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
@@ -93,24 +125,25 @@ function ignoreNotFound(e: unknown): void {
   if (!(e instanceof Deno.errors.NotFound)) throw e;
 }
 
-function parseState(text: string, path: string, volumeId?: string): NodeVolumeState {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new CorruptStateError(
-      `state file ${path} is not valid JSON (${(e as Error).message}); ` +
-        `inspect it with "zerofs-csi status" before removing it by hand`,
-    );
+/** The stored form of a {@linkcode NodeVolumeState}: `state.json`, schema 1. */
+const NODE_VOLUME_STATE = defineRecord<NodeVolumeState>({
+  kind: "node volume state",
+  schema: SCHEMA,
+  remedy: `inspect it with "zerofs-csi status" before removing it by hand`,
+  errorClass: CorruptStateError,
+  validate: (f) => {
+    f.string("volumeId", { nonEmpty: true });
+    f.string("stagingPath");
+    f.oneOf("accessType", ["mount", "block"]);
+    return { ...f.raw } as unknown as NodeVolumeState;
+  },
+});
+
+/** The state at `path` (null when absent); `volumeId` given, it must be that volume's. */
+async function readState(path: string, volumeId?: string): Promise<NodeVolumeState | null> {
+  const state = await readRecordFile(NODE_VOLUME_STATE, path);
+  if (state && volumeId !== undefined && state.volumeId !== volumeId) {
+    throw NODE_VOLUME_STATE.corrupt(path, `belongs to volume ${JSON.stringify(state.volumeId)}`);
   }
-  const state = value as Partial<NodeVolumeState>;
-  if (state?.schema !== SCHEMA) {
-    throw new CorruptStateError(
-      `state file ${path} has schema ${state?.schema}; this driver reads schema ${SCHEMA}`,
-    );
-  }
-  if (typeof state.volumeId !== "string" || (volumeId && state.volumeId !== volumeId)) {
-    throw new CorruptStateError(`state file ${path} belongs to another volume`);
-  }
-  return state as NodeVolumeState;
+  return state;
 }

@@ -17,7 +17,11 @@ import { type InstanceStatus, probeWritable, volumePaths } from "../../zerofs/mo
 import { notFound } from "../errors.ts";
 import { parseRequiredString, parseVolumeId } from "../validate.ts";
 import type { NodeContext } from "./context.ts";
-import type { RawRequest } from "./requests.ts";
+import type {
+  NodeGetVolumeStatsRequest__Output,
+  NodeGetVolumeStatsResponse,
+  VolumeUsage,
+} from "../messages/mod.ts";
 import type { NodeVolumeState } from "./state.ts";
 
 /** Linux PATH_MAX. */
@@ -34,7 +38,10 @@ export interface VolumeCondition {
  * published the volume is NOT_FOUND (the spec's "volume does not exist on the
  * specified path"), a relative one included: it can never be such a path.
  */
-export async function nodeGetVolumeStats(ctx: NodeContext, req: RawRequest): Promise<object> {
+export async function nodeGetVolumeStats(
+  ctx: NodeContext,
+  req: NodeGetVolumeStatsRequest__Output,
+): Promise<NodeGetVolumeStatsResponse> {
   const volumeId = parseVolumeId(req.volume_id, "volume_id");
   const volumePath = parseRequiredString(req.volume_path, "volume_path", MAX_PATH_BYTES);
   const state = await ctx.states.read(volumeId);
@@ -52,7 +59,7 @@ export async function nodeGetVolumeStats(ctx: NodeContext, req: RawRequest): Pro
   return { usage, volume_condition: condition };
 }
 
-async function usageOf(state: NodeVolumeState, volumePath: string): Promise<object[]> {
+async function usageOf(state: NodeVolumeState, volumePath: string): Promise<VolumeUsage[]> {
   if (state.accessType === "block") {
     const total = await deviceSizeBytes(state.attachment!.device);
     return [{ unit: "BYTES", total }];

@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runTool } from "../../blockdev/mod.ts";
+import { isProcessAlive, runTool } from "../../blockdev/mod.ts";
 import { isExecutable } from "../fixtures/executable.ts";
 import { findKubeBinaries, startKubeCluster } from "../fixtures/kube_cluster.ts";
 import {
@@ -26,6 +26,7 @@ import {
 } from "../fixtures/kubelet_node.ts";
 import { findMinio, startS3 } from "../fixtures/s3.ts";
 import { listBucketKeys } from "../helpers/bucket.ts";
+import { listProcesses } from "../helpers/node_env.ts";
 import { E2E_IMAGES } from "./images/mod.ts";
 
 const NODE = "zerofs-e2e-node";
@@ -259,6 +260,57 @@ async function boundVolume(claim: string): Promise<{ pv: string; handle: string 
   return { pv, handle: obj.spec.csi.volumeHandle };
 }
 
+// --- the node agent's restart -------------------------------------------------------
+
+/** The node pod's agent container: pod name, restart count, readiness. */
+async function agentContainer(): Promise<
+  { podName: string; restartCount: number; ready: boolean }
+> {
+  const [p] = await listItems<{
+    metadata: { name: string };
+    status: { containerStatuses?: { name: string; restartCount: number; ready: boolean }[] };
+  }>(["pods", "-n", NS, "-l", "app.kubernetes.io/name=zerofs-csi-node"]);
+  const c = p?.status.containerStatuses?.find((s) => s.name === "zerofs-csi");
+  if (!c) throw new Error(`no zerofs-csi container status in the node pod`);
+  return { podName: p.metadata.name, restartCount: c.restartCount, ready: c.ready };
+}
+
+/** SIGKILL the node agent's process (found by its command line on this host); its pid. */
+async function killAgentProcess(): Promise<number> {
+  const pids = (await listProcesses())
+    .filter(({ argv }) =>
+      argv.includes("/app/main.ts") && argv.includes("node") && argv.includes("--endpoint")
+    )
+    .map((p) => p.pid);
+  assert.equal(pids.length, 1, `node agent processes: ${pids.join(", ")}`);
+  Deno.kill(pids[0], "SIGKILL");
+  return pids[0];
+}
+
+/** The volume's ZeroFS pod: name and uid. */
+async function zerofsPodOf(handle: string): Promise<{ name: string; uid: string }> {
+  const pods = await listItems<
+    { metadata: { name: string; uid: string; annotations?: Record<string, string> } }
+  >([
+    "pods",
+    "-n",
+    NS,
+    "-l",
+    "app.kubernetes.io/name=zerofs",
+  ]);
+  const found = pods.filter((p) => Object.values(p.metadata.annotations ?? {}).includes(handle));
+  assert.equal(found.length, 1, `ZeroFS pods of ${handle}: ${found.map((p) => p.metadata.name)}`);
+  return { name: found[0].metadata.name, uid: found[0].metadata.uid };
+}
+
+/** Wait until the writer's log holds at least `atLeast` lines; the count. */
+async function waitForLines(podName: string, atLeast: number): Promise<number> {
+  return await waitFor(`${atLeast} lines written by ${podName}`, POD_TIMEOUT_MS, async () => {
+    const n = Number(await exec(podName, "wc -l < /data/log"));
+    return n >= atLeast ? n : undefined;
+  }, [`pod ${podName}`]);
+}
+
 // --- host state -------------------------------------------------------------------
 
 async function pathExists(path: string): Promise<boolean> {
@@ -281,15 +333,9 @@ async function driverLoopDevices(): Promise<string[]> {
 
 /** nbdfuse processes (userspace attach) still alive on this machine, by PID. */
 async function nbdfuseProcesses(): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const argv = (await Deno.readTextFile(`/proc/${e.name}/cmdline`).catch(() => "")).split("\0");
-    if (argv[0].endsWith("nbdfuse") && argv.some((a) => a.includes(STATE_DIR))) {
-      pids.push(Number(e.name));
-    }
-  }
-  return pids;
+  return (await listProcesses())
+    .filter(({ argv }) => argv[0]?.endsWith("nbdfuse") && argv.some((a) => a.includes(STATE_DIR)))
+    .map((p) => p.pid);
 }
 
 async function mountsBelow(dir: string): Promise<string[]> {
@@ -347,6 +393,8 @@ Deno.test({
       const node = await startKubeletNode({
         nodeName: NODE,
         kubeconfigPath: cluster.userKubeconfigs[`system:node:${NODE}`],
+        // The agent and the process keeper share FUSE mounts through the state directory.
+        sharedDirs: [STATE_DIR],
       });
       cleanups.push(async () => await node.stop());
       assert.equal(node.gatewayAddress, NODE_GATEWAY_ADDRESS);
@@ -658,9 +706,63 @@ Deno.test({
         },
       );
 
-      // Not here: the node agent restarted under a writing pod. This kernel has no NBD, so the
-      // agent attaches in userspace, and nbdfuse dies with the agent's container (README:
-      // "Kubernetes end to end"). The kernel path's restart drills run in the VM tier.
+      // (e) the node agent's container restarted (SIGKILL, as a crash) under a writing pod.
+      await passed(
+        "node agent restarted under a writing pod: no write fails, ZeroFS's pod kept",
+        async () => {
+          await applyJson(pvc("busy", { size: "1Gi" }));
+          // Each line is appended and fsynced (`sync FILE` reports a failed fsync); any
+          // failure ends the pod with "write N failed".
+          await applyJson(pod(
+            "busy-writer",
+            "busy",
+            `i=0; while true; do i=$((i+1)); echo $i >> /data/log && sync /data/log || ` +
+              `{ echo "write $i failed" >&2; exit 1; }; sleep 0.1; done`,
+          ));
+          await podRunning("busy-writer");
+          const { handle } = await boundVolume("busy");
+          const zerofsPod = await zerofsPodOf(handle);
+          const linesBefore = await waitForLines("busy-writer", 5);
+          const agent = await agentContainer();
+
+          const killed = await killAgentProcess();
+          await waitFor("the agent container restarted and Ready", INSTALL_TIMEOUT_MS, async () => {
+            const now = await agentContainer();
+            return now.restartCount > agent.restartCount && now.ready ? now : undefined;
+          }, [`pods -n ${NS}`]);
+          assert.ok(!(await isProcessAlive(killed)), `agent process ${killed} still runs`);
+          // The writer kept going across the restart, and is still going after it.
+          const linesAfter = await waitForLines("busy-writer", linesBefore + 20);
+          assert.ok(linesAfter > linesBefore);
+          const writer = await getJson(["pod", "busy-writer"]) as {
+            status: { phase: string; containerStatuses: { restartCount: number }[] };
+          };
+          assert.equal(writer.status.phase, "Running");
+          assert.equal(writer.status.containerStatuses[0].restartCount, 0);
+          assert.doesNotMatch(await kubectl(["logs", "busy-writer"]), /failed/);
+          // The same ZeroFS pod (same uid), and both pods visible to the user.
+          assert.equal((await zerofsPodOf(handle)).uid, zerofsPod.uid);
+          const listed = await kubectl(["-n", NS, "get", "pods", "-o", "name"]);
+          assert.match(listed, new RegExp(`pod/${zerofsPod.name}\\b`));
+          assert.match(listed, new RegExp(`pod/${agent.podName}\\b`));
+
+          // The restarted agent unstages what the old one staged: device and nbdfuse gone.
+          const lines = await exec("busy-writer", "wc -l < /data/log");
+          await deletePod("busy-writer");
+          await applyJson(pod("busy-reader", "busy", "exec sleep 3600"));
+          await podRunning("busy-reader");
+          const reread = Number(await exec("busy-reader", "wc -l < /data/log"));
+          assert.ok(reread >= Number(lines), `${reread} lines after restage, ${lines} before`);
+          await deletePod("busy-reader");
+          await kubectl(["delete", "pvc", "busy", "--wait=true", "--timeout=180s"]);
+          await waitFor("busy's device and nbdfuse released", POD_TIMEOUT_MS, async () => {
+            return (await driverLoopDevices()).length === 0 &&
+                (await nbdfuseProcesses()).length === 0
+              ? true
+              : undefined;
+          }, [`pods -n ${NS}`]);
+        },
+      );
 
       // (f) removal.
       await passed("kubectl delete -k removes everything the overlay made", async () => {

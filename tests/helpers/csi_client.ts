@@ -58,10 +58,20 @@ function promisify(client: grpc.Client, def: grpc.ServiceDefinition): ServiceCli
   return out;
 }
 
+/** Options for {@linkcode createCsiClient}. */
+export interface CsiClientOptions {
+  /**
+   * Open a connection of its own. By default grpc-js shares one connection
+   * among all clients of a target, and closing one client closes nothing.
+   */
+  ownConnection?: boolean;
+}
+
 /** Connect to a CSI socket (`/abs/path` or `unix:///abs/path`). */
-export function createCsiClient(socket: string): CsiClient {
+export function createCsiClient(socket: string, opts: CsiClientOptions = {}): CsiClient {
   const target = socket.startsWith("unix://") ? socket : `unix://${socket}`;
-  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  const channelOptions = opts.ownConnection ? { "grpc.use_local_subchannel_pool": 1 } : {};
+  const client = new grpc.Client(target, grpc.credentials.createInsecure(), channelOptions);
   const defs = csiServices();
   return {
     identity: promisify(client, defs.Identity),

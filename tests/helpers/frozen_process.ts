@@ -9,26 +9,31 @@
  * @module
  */
 
+import { pollUntil, readProcessStat } from "../../blockdev/mod.ts";
+
 const FREEZE_TIMEOUT_MS = 5_000;
-const POLL_MS = 2;
 
 /** SIGSTOP `pid` and resolve once all of its threads are stopped. */
 export async function freezeProcess(pid: number): Promise<void> {
   Deno.kill(pid, "SIGSTOP");
-  const deadline = Date.now() + FREEZE_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (await allThreadsStopped(pid)) return;
-    await new Promise((r) => setTimeout(r, POLL_MS));
+  const stopped = async () => await allThreadsStopped(pid) || undefined;
+  if (
+    !await pollUntil(stopped, {
+      timeoutMs: FREEZE_TIMEOUT_MS,
+      initialIntervalMs: 2,
+      maxIntervalMs: 10,
+    })
+  ) {
+    throw new Error(`process ${pid} did not stop within ${FREEZE_TIMEOUT_MS} ms of SIGSTOP`);
   }
-  throw new Error(`process ${pid} did not stop within ${FREEZE_TIMEOUT_MS} ms of SIGSTOP`);
 }
 
 async function allThreadsStopped(pid: number): Promise<boolean> {
-  for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
-    const stat = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/stat`).catch(() => "");
-    // The state follows the command name, which is in parentheses and may hold spaces.
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    if (state !== "" && state !== "T") return false;
+  const tasks = `/proc/${pid}/task`;
+  for await (const task of Deno.readDir(tasks)) {
+    // A thread that exited meanwhile does not count.
+    const state = (await readProcessStat(Number(task.name), tasks))?.state;
+    if (state !== undefined && state !== "T") return false;
   }
   return true;
 }

@@ -10,7 +10,13 @@
 
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { listLoopDevices, readMountInfo } from "../../blockdev/mod.ts";
+import {
+  isProcessAlive,
+  listLoopDevices,
+  processArgv,
+  readMountInfo,
+  readProcessStat,
+} from "../../blockdev/mod.ts";
 import { FAILPOINT_EXIT_CODE, type NodeVolumeState } from "../../csi/mod.ts";
 import { volumePaths } from "../../zerofs/mod.ts";
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
@@ -218,14 +224,11 @@ export async function startNodeEnvironment(
  * failpoint) or stopped it (exit 0, its own stop() checked the socket).
  */
 async function stopUnlessKilled(driver: RunningDriver): Promise<void> {
-  const exited = await Promise.race([
-    driver.process.status,
-    new Promise<undefined>((r) => setTimeout(() => r(undefined), 0)),
-  ]);
-  if (!exited) {
+  if (await isProcessAlive(driver.process.pid)) {
     await driver.stop();
     return;
   }
+  const exited = await driver.process.status;
   driver.client.close();
   if (exited.signal !== null || exited.code === 0 || exited.code === FAILPOINT_EXIT_CODE) return;
   throw new Error(`it had exited on its own with code ${exited.code}; output:\n${driver.output()}`);
@@ -252,20 +255,11 @@ export async function listProcesses(): Promise<ProcessInfo[]> {
 }
 
 async function readProcess(pid: number): Promise<ProcessInfo | undefined> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (rest[0] === "Z" || rest[0] === "X") return undefined;
-    const raw = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-    return {
-      pid,
-      ppid: Number(rest[1]),
-      startTicks: Number(rest[19]),
-      argv: raw.split("\0").filter((a) => a !== ""),
-    };
-  } catch {
-    return undefined; // exited while we looked
-  }
+  const stat = await readProcessStat(pid);
+  if (!stat || stat.state === "Z" || stat.state === "X") return undefined;
+  const argv = await processArgv(pid);
+  if (!argv) return undefined; // exited while we looked
+  return { pid, ppid: stat.ppid, startTicks: stat.startTicks, argv: argv.filter((a) => a !== "") };
 }
 
 /** True when the process we saw is still running (same pid and start time). */
@@ -293,7 +287,7 @@ export async function readVolumeState(
   return text === null ? null : JSON.parse(text) as NodeVolumeState;
 }
 
-/** The pid of a volume's ZeroFS (stand-in) from its runner record `zerofs.pid`. */
+/** The pid of a volume's ZeroFS (stand-in) from its ZeroFS process record `zerofs.pid`. */
 export async function zerofsPid(env: NodeEnvironment, volumeId: string): Promise<number> {
   const text = await Deno.readTextFile(volumePaths(env.stateDir, volumeId).zerofsPid);
   return (JSON.parse(text) as { pid: number }).pid;

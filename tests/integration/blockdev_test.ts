@@ -16,11 +16,15 @@ import {
   isProcessAlive,
   isZeroed,
   listLoopDevices,
+  loopBackingFile,
   makeFilesystem,
   mountFilesystem,
   type NbdTarget,
   NodeLock,
+  pathExists,
+  pollUntil,
   probeSignature,
+  runTool,
   unmount,
   UserspaceAttacher,
 } from "../../blockdev/mod.ts";
@@ -96,6 +100,12 @@ async function attach(s: Scratch, target: NbdTarget, intents: Attachment[] = [])
   });
   Object.assign(last, attachment);
   return attachment;
+}
+
+/** Make `dir` a shared mount (a bind onto itself), as `Bidirectional` needs. */
+async function sharedBindMount(dir: string): Promise<void> {
+  await runTool("mount", ["--bind", dir, dir], { timeoutMs: 10_000 });
+  await runTool("mount", ["--make-rshared", dir], { timeoutMs: 10_000 });
 }
 
 /** Nothing of `attachment` is left: no loop device on its file, no FUSE mount, no helper. */
@@ -345,6 +355,88 @@ Deno.test("the device keeps working after the attaching process is killed", asyn
     }
     await s.attacher.detach(attachment);
     await assertReleased(attachment);
+  });
+});
+
+Deno.test("through a process keeper, the device outlives the attaching agent's mount namespace", async () => {
+  // As in a node pod with the userspace-attach component: the keeper and the agent
+  // each have a mount namespace of their own, sharing the state directory (a shared
+  // mount, as Bidirectional makes it); the agent is killed and its namespace is gone.
+  await withScratch(async (s) => {
+    await sharedBindMount(s.dir);
+    const socket = join(s.dir, "keeper.sock");
+    const main = new URL("../../main.ts", import.meta.url).pathname;
+    const inOwnMountNamespace = (args: string[], stdout: "piped" | "null") =>
+      new Deno.Command("unshare", {
+        args: ["-m", "--propagation", "unchanged", Deno.execPath(), "run", "-A", ...args],
+        stdout,
+        stderr: "inherit",
+      }).spawn();
+    const keeper = inOwnMountNamespace(
+      [main, "process-keeper", "--socket", socket, "--state-dir", s.dir],
+      "null",
+    );
+    let attachment: Attachment | undefined;
+    try {
+      await using nbdkit = await startNbdkit({
+        socketPath: join(s.dir, "nbd.sock"),
+        plugin: "memory",
+      });
+      const target = await s.target("pvc-kept", nbdkit.socketPath);
+      assert.ok(
+        await pollUntil(() => pathExists(socket).then((e) => e || undefined), {
+          timeoutMs: 30_000,
+        }),
+        "the keeper never listened",
+      );
+      const script = join(s.dir, "agent.ts");
+      const modUrl = new URL("../../blockdev/mod.ts", import.meta.url).href;
+      await Deno.writeTextFile(
+        script,
+        `import { NodeLock, spawnThroughKeeper, UserspaceAttacher } from ${JSON.stringify(modUrl)};
+         const attacher = new UserspaceAttacher({
+           lock: new NodeLock(${JSON.stringify(join(s.dir, "l"))}),
+           spawn: spawnThroughKeeper(${JSON.stringify(socket)}),
+         });
+         const a = await attacher.attach(${JSON.stringify(target)}, () => Promise.resolve());
+         console.log(JSON.stringify(a));
+         await new Promise(() => {});`,
+      );
+      const agent = inOwnMountNamespace([script], "piped");
+      try {
+        const reader = agent.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        attachment = JSON.parse((await reader.read()).value!) as Attachment;
+        reader.releaseLock();
+      } finally {
+        agent.kill("SIGKILL");
+        await agent.status;
+        await agent.stdout.cancel().catch(() => {});
+      }
+      const fuseFile = join(attachment.fuseDir!, "nbd");
+      assert.equal(
+        await loopBackingFile(attachment.device),
+        fuseFile,
+        "still named after its file",
+      );
+      assert.equal(
+        await s.attacher.isConnected(attachment),
+        true,
+        "connected after the agent died",
+      );
+      const block = new Uint8Array(4096).fill(0x3c);
+      {
+        using dev = await Deno.open(attachment.device, { read: true, write: true });
+        await dev.write(block);
+        await dev.syncData();
+      }
+      await s.attacher.detach(attachment);
+      await assertReleased(attachment);
+    } finally {
+      if (attachment) await s.attacher.detach(attachment).catch(console.error);
+      keeper.kill("SIGTERM");
+      await keeper.status;
+      await unmount(s.dir).catch(console.error);
+    }
   });
 });
 

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
@@ -43,7 +43,9 @@ import {
 } from "../../zerofs/secrets.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/production"];
+/** `a+b`: overlay `a` with component `b` (rendered through a kustomization of the test's). */
+const USERSPACE = "overlays/dev+components/userspace-attach";
+const KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/production", USERSPACE];
 const MODELS_VERSION = "5.1.0";
 const NODE_USER = "system:serviceaccount:zerofs:zerofs-csi-node";
 const CONTROLLER_USER = "system:serviceaccount:zerofs:zerofs-csi-controller";
@@ -93,10 +95,32 @@ const rendered = new Map<string, KubeObject[]>();
 async function render(kustomization: string): Promise<KubeObject[]> {
   let objects = rendered.get(kustomization);
   if (!objects) {
-    objects = await renderObjects(join(ROOT, "manifests", kustomization));
+    objects = await renderWithComponents(kustomization);
     rendered.set(kustomization, objects);
   }
   return objects;
+}
+
+async function renderWithComponents(kustomization: string): Promise<KubeObject[]> {
+  const [resource, ...components] = kustomization.split("+");
+  if (components.length === 0) return await renderObjects(join(ROOT, "manifests", resource));
+  const dir = await Deno.makeTempDir({ prefix: "kustomization-" });
+  try {
+    // kustomize refuses absolute paths here.
+    const from = (path: string) => relative(dir, join(ROOT, "manifests", path));
+    await Deno.writeTextFile(
+      join(dir, "kustomization.yaml"),
+      JSON.stringify({
+        apiVersion: "kustomize.config.k8s.io/v1beta1",
+        kind: "Kustomization",
+        resources: [from(resource)],
+        components: components.map(from),
+      }),
+    );
+    return await renderObjects(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 function find(objects: KubeObject[], kind: string, name: string): KubeObject {
@@ -674,20 +698,24 @@ function workloadContainers(objects: KubeObject[]) {
  * uses seccomp RuntimeDefault; the controller pod runs as one fixed non-root uid
  * and writes only to emptyDirs.
  */
-function hardeningProblems(objects: KubeObject[]): string[] {
+function hardeningProblems(objects: KubeObject[], alsoPrivileged: string[] = []): string[] {
   const problems: string[] = [];
   const check = (ok: boolean, problem: string) => ok || problems.push(problem);
   const containers = workloadContainers(objects);
   const privileged = containers.filter((w) => w.security.privileged === true)
     .map((w) => `${w.workload}/${w.container.name}`);
   const agent = `${PRIVILEGED.kind} ${PRIVILEGED.name}/${PRIVILEGED.container}`;
+  const allowed = [
+    agent,
+    ...alsoPrivileged.map((c) => `${PRIVILEGED.kind} ${PRIVILEGED.name}/${c}`),
+  ];
   check(
-    privileged.length === 1 && privileged[0] === agent,
+    JSON.stringify(privileged.sort()) === JSON.stringify(allowed.sort()),
     `privileged: ${privileged.join(", ")}`,
   );
   const driverWorkloads = new Set(["zerofs-csi-controller", "zerofs-csi-node"]);
   const hardened = containers.filter((w) =>
-    driverWorkloads.has(w.owner) && `${w.workload}/${w.container.name}` !== agent
+    driverWorkloads.has(w.owner) && !allowed.includes(`${w.workload}/${w.container.name}`)
   );
   check(hardened.length >= 7, `only ${hardened.length} driver containers besides the agent`);
   for (const { workload, container, security, kind } of hardened) {
@@ -731,7 +759,9 @@ function hardeningProblems(objects: KubeObject[]): string[] {
 
 for (const k of KUSTOMIZATIONS) {
   Deno.test(`${k}: every container but the node agent is hardened`, async () => {
-    assert.deepEqual(hardeningProblems(await render(k)), []);
+    // The userspace attach's keeper mounts FUSE for the agent: privileged (see the component).
+    const keeper = k === USERSPACE ? ["process-keeper"] : [];
+    assert.deepEqual(hardeningProblems(await render(k), keeper), []);
   });
 }
 
@@ -861,4 +891,31 @@ Deno.test("dev: the ConfigMap points at the in-cluster MinIO with the bucket the
     "--ignore-existing",
     `dev/${bucket}`,
   ]);
+});
+
+Deno.test("userspace-attach component: the agent starts nbdfuse through the keeper, which outlives it", async () => {
+  const objects = await render(USERSPACE);
+  const spec = find(objects, "DaemonSet", "zerofs-csi-node").spec.template.spec;
+  assert.equal(spec.shareProcessNamespace, true, "the agent checks the keeper's nbdfuse pids");
+  assert.deepEqual((spec.initContainers ?? []).map((c: KubeObject) => c.name), []);
+  const agent = spec.containers.find((c: KubeObject) => c.name === "zerofs-csi");
+  const keeper = spec.containers.find((c: KubeObject) => c.name === "process-keeper");
+  const flag = (c: KubeObject, name: string) => c.args[c.args.indexOf(name) + 1];
+  assert.equal(flag(agent, "--attach-mode"), "userspace");
+  const socket = flag(agent, "--process-keeper-socket");
+  assert.equal(keeper.args[0], "process-keeper");
+  assert.equal(flag(keeper, "--socket"), socket);
+  assert.equal(flag(keeper, "--state-dir"), flag(agent, "--state-dir"));
+  assert.equal(keeper.image, agent.image);
+  for (const c of [agent, keeper]) {
+    const mounts = new Map(c.volumeMounts.map((m: KubeObject) => [m.mountPath, m]));
+    const keeperDir = mounts.get(dirname(socket)) as KubeObject;
+    assert.equal(
+      spec.volumes.find((v: KubeObject) => v.name === keeperDir?.name)?.emptyDir?.medium,
+      "Memory",
+      `${c.name}: the keeper's socket directory`,
+    );
+    const state = mounts.get(flag(agent, "--state-dir")) as KubeObject;
+    assert.equal(state?.mountPropagation, "Bidirectional", `${c.name}: FUSE mounts must propagate`);
+  }
 });

@@ -16,7 +16,7 @@ import { realZeroFsSpec } from "../helpers/volume_fs.ts";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { ProcessRunner } from "../../zerofs/process_runner.ts";
 import { type InstanceSpec, ZeroFsNotReadyError } from "../../zerofs/mod.ts";
-import { pathExists } from "../../blockdev/mod.ts";
+import { isProcessAlive, pathExists, processArgv, readProcessStat } from "../../blockdev/mod.ts";
 
 const SECRET = "s3cret-Value-never-in-argv-42";
 
@@ -60,11 +60,6 @@ unix_socket = "${nbdSocket}"
   };
 }
 
-async function isAlive(pid: number): Promise<boolean> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => null);
-  return stat !== null && !stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-}
-
 async function readDirTexts(dir: string): Promise<string> {
   let all = "";
   for await (const e of Deno.readDir(dir)) {
@@ -103,9 +98,9 @@ Deno.test("ProcessRunner runs the real ZeroFS: ready, idempotent, restart on cha
     const first = await runner.ensure(spec);
     const startMs = performance.now() - t;
     assert.equal(first.ready, true);
-    assert.ok(first.pid && await isAlive(first.pid));
+    assert.ok(first.pid && await isProcessAlive(first.pid));
 
-    const cmdline = await Deno.readTextFile(`/proc/${first.pid}/cmdline`);
+    const cmdline = (await processArgv(first.pid!))?.join(" ") ?? "";
     assert.equal(cmdline.includes(SECRET), false, "secret in argv");
     assert.ok(cmdline.includes(join(spec.stateDir, "config.toml")));
     assert.equal(
@@ -132,13 +127,13 @@ Deno.test("ProcessRunner runs the real ZeroFS: ready, idempotent, restart on cha
     const changed = await realSpec(root, runner, { s3, diskSizeGb: 2 });
     const restarted = await runner.ensure(changed);
     assert.notEqual(restarted.pid, first.pid, "changed config → new process");
-    assert.equal(await isAlive(first.pid!), false, "old process stopped");
+    assert.equal(await isProcessAlive(first.pid!), false, "old process stopped");
     assert.equal(restarted.configHash, changed.configHash);
 
     t = performance.now();
     await runner.stop(spec.volumeId, spec.stateDir);
     console.log(`stop() until ZeroFS exited: ${(performance.now() - t).toFixed(0)} ms`);
-    assert.equal(await isAlive(restarted.pid!), false);
+    assert.equal(await isProcessAlive(restarted.pid!), false);
     // ZeroFS's own word that it stopped on SIGTERM and flushed, not on a SIGKILL.
     const log = await Deno.readTextFile(join(spec.stateDir, "zerofs.log"));
     assert.match(log, /Received SIGTERM, shutting down gracefully/);
@@ -159,8 +154,7 @@ Deno.test("ProcessRunner: a stale record (pid now another program) starts fresh 
   const runner = new ProcessRunner({ zerofsBin: STANDIN_BIN, readyTimeoutMs: 30_000 });
   const spec = makeSpec(root, { diskSizeGb: 1 });
   try {
-    const stat = await Deno.readTextFile(`/proc/${Deno.pid}/stat`);
-    const ticks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    const ticks = (await readProcessStat(Deno.pid))!.startTicks;
     await Deno.writeTextFile(
       join(spec.stateDir, "zerofs.pid"),
       JSON.stringify({

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { STANDIN_BIN } from "../fixtures/zerofs_standin/mod.ts";
 import { listNbdExports, NBD_FLAG_READ_ONLY, probeNbdExport } from "../../zerofs/nbd_probe.ts";
 import { NinepClient, ninepHandshake } from "../../zerofs/ninep/mod.ts";
-import { pathExists } from "../../blockdev/mod.ts";
+import { isProcessAlive, pathExists, pollUntil } from "../../blockdev/mod.ts";
+import { listProcesses } from "../helpers/node_env.ts";
 
 const PASSWORD = "stand-in-secret-1";
 const START_TIMEOUT_MS = 20_000;
@@ -96,42 +97,29 @@ async function start(s: Sandbox, extraArgs: string[] = []): Promise<Running> {
       return status;
     },
   };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!(text.includes("NBD server listening") && text.includes("9P server listening"))) {
-    if (Date.now() > deadline) {
-      await running.stop("SIGKILL");
-      throw new Error(`stand-in did not start:\n${text}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
+  const listening = () =>
+    text.includes("NBD server listening") && text.includes("9P server listening") || undefined;
+  if (!await pollUntil(listening, { timeoutMs: START_TIMEOUT_MS })) {
+    await running.stop("SIGKILL");
+    throw new Error(`stand-in did not start:\n${text}`);
   }
   return running;
 }
 
 /** Pids whose parent is `pid`. */
 async function childrenOf(pid: number): Promise<number[]> {
-  const found: number[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const stat = await Deno.readTextFile(`/proc/${e.name}/stat`).catch(() => "");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[1]) === pid) found.push(Number(e.name));
-  }
-  return found;
+  return (await listProcesses()).filter((p) => p.ppid === pid).map((p) => p.pid);
 }
 
-async function isGone(pid: number): Promise<boolean> {
-  const stat = await Deno.readTextFile(`/proc/${pid}/stat`).catch(() => null);
-  return stat === null || stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-}
-
+/** Those of `pids` still alive after waiting up to `timeoutMs` for all to exit. */
 async function waitGone(pids: number[], timeoutMs: number): Promise<number[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const alive = [];
-    for (const pid of pids) if (!(await isGone(pid))) alive.push(pid);
-    if (alive.length === 0 || Date.now() > deadline) return alive;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const alive = async () => {
+    const left = [];
+    for (const pid of pids) if (await isProcessAlive(pid)) left.push(pid);
+    return left;
+  };
+  const allGone = async () => (await alive()).length === 0 || undefined;
+  return await pollUntil(allGone, { timeoutMs }) ? [] : await alive();
 }
 
 Deno.test("stand-in: bad arguments exit 2, run errors exit 1 with ✗ Error", async () => {

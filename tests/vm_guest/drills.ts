@@ -244,7 +244,7 @@ export async function zerofsKilled(s: Scenario): Promise<void> {
     assert.equal(
       await zerofsPid(s.env, name),
       pid,
-      "the runner record still names the dead ZeroFS",
+      "the ZeroFS process record still names the dead ZeroFS",
     );
     const serving = (await listProcesses()).filter((p) => p.argv.includes(configPath));
     assert.deepEqual(serving.map((p) => p.argv.join(" ")), [], "no ZeroFS runs this volume");

@@ -1,0 +1,15 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+import type { Long } from "@grpc/proto-loader";
+
+export interface CapacityRange {
+  "required_bytes"?: number | string | Long;
+  "limit_bytes"?: number | string | Long;
+}
+
+export interface CapacityRange__Output {
+  "required_bytes": number;
+  "limit_bytes": number;
+}

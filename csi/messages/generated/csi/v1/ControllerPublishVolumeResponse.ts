@@ -1,0 +1,11 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+export interface ControllerPublishVolumeResponse {
+  "publish_context"?: { [key: string]: string };
+}
+
+export interface ControllerPublishVolumeResponse__Output {
+  "publish_context": { [key: string]: string };
+}

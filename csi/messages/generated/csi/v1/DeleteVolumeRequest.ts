@@ -1,0 +1,13 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+export interface DeleteVolumeRequest {
+  "volume_id"?: string;
+  "secrets"?: { [key: string]: string };
+}
+
+export interface DeleteVolumeRequest__Output {
+  "volume_id": string;
+  "secrets": { [key: string]: string };
+}

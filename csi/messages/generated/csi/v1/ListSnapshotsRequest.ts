@@ -1,0 +1,19 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+export interface ListSnapshotsRequest {
+  "max_entries"?: number;
+  "starting_token"?: string;
+  "source_volume_id"?: string;
+  "snapshot_id"?: string;
+  "secrets"?: { [key: string]: string };
+}
+
+export interface ListSnapshotsRequest__Output {
+  "max_entries": number;
+  "starting_token": string;
+  "source_volume_id": string;
+  "snapshot_id": string;
+  "secrets": { [key: string]: string };
+}

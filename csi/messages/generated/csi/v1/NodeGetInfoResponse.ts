@@ -1,0 +1,21 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+import type {
+  Topology as _csi_v1_Topology,
+  Topology__Output as _csi_v1_Topology__Output,
+} from "../../csi/v1/Topology.ts";
+import type { Long } from "@grpc/proto-loader";
+
+export interface NodeGetInfoResponse {
+  "node_id"?: string;
+  "max_volumes_per_node"?: number | string | Long;
+  "accessible_topology"?: _csi_v1_Topology | null;
+}
+
+export interface NodeGetInfoResponse__Output {
+  "node_id": string;
+  "max_volumes_per_node": number;
+  "accessible_topology": _csi_v1_Topology__Output | null;
+}

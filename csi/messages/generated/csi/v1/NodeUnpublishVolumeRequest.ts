@@ -1,0 +1,13 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+export interface NodeUnpublishVolumeRequest {
+  "volume_id"?: string;
+  "target_path"?: string;
+}
+
+export interface NodeUnpublishVolumeRequest__Output {
+  "volume_id": string;
+  "target_path": string;
+}

@@ -1,0 +1,24 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+import type {
+  VolumeCapability as _csi_v1_VolumeCapability,
+  VolumeCapability__Output as _csi_v1_VolumeCapability__Output,
+} from "../../csi/v1/VolumeCapability.ts";
+
+export interface ValidateVolumeCapabilitiesRequest {
+  "volume_id"?: string;
+  "volume_context"?: { [key: string]: string };
+  "volume_capabilities"?: (_csi_v1_VolumeCapability)[];
+  "parameters"?: { [key: string]: string };
+  "secrets"?: { [key: string]: string };
+}
+
+export interface ValidateVolumeCapabilitiesRequest__Output {
+  "volume_id": string;
+  "volume_context": { [key: string]: string };
+  "volume_capabilities": (_csi_v1_VolumeCapability__Output)[];
+  "parameters": { [key: string]: string };
+  "secrets": { [key: string]: string };
+}

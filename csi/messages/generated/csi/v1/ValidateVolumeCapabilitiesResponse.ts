@@ -1,0 +1,30 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: csi/csi.proto
+
+import type {
+  VolumeCapability as _csi_v1_VolumeCapability,
+  VolumeCapability__Output as _csi_v1_VolumeCapability__Output,
+} from "../../csi/v1/VolumeCapability.ts";
+
+export interface _csi_v1_ValidateVolumeCapabilitiesResponse_Confirmed {
+  "volume_context"?: { [key: string]: string };
+  "volume_capabilities"?: (_csi_v1_VolumeCapability)[];
+  "parameters"?: { [key: string]: string };
+}
+
+export interface _csi_v1_ValidateVolumeCapabilitiesResponse_Confirmed__Output {
+  "volume_context": { [key: string]: string };
+  "volume_capabilities": (_csi_v1_VolumeCapability__Output)[];
+  "parameters": { [key: string]: string };
+}
+
+export interface ValidateVolumeCapabilitiesResponse {
+  "confirmed"?: _csi_v1_ValidateVolumeCapabilitiesResponse_Confirmed | null;
+  "message"?: string;
+}
+
+export interface ValidateVolumeCapabilitiesResponse__Output {
+  "confirmed": _csi_v1_ValidateVolumeCapabilitiesResponse_Confirmed__Output | null;
+  "message": string;
+}

@@ -1,0 +1,13 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: null
+
+import type { Long } from "@grpc/proto-loader";
+
+export interface Int64Value {
+  "value"?: number | string | Long;
+}
+
+export interface Int64Value__Output {
+  "value": number;
+}

@@ -1,0 +1,22 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: null
+
+import type {
+  FeatureSet as _google_protobuf_FeatureSet,
+  FeatureSet__Output as _google_protobuf_FeatureSet__Output,
+} from "../../google/protobuf/FeatureSet.ts";
+import type {
+  UninterpretedOption as _google_protobuf_UninterpretedOption,
+  UninterpretedOption__Output as _google_protobuf_UninterpretedOption__Output,
+} from "../../google/protobuf/UninterpretedOption.ts";
+
+export interface OneofOptions {
+  "features"?: _google_protobuf_FeatureSet | null;
+  "uninterpretedOption"?: (_google_protobuf_UninterpretedOption)[];
+}
+
+export interface OneofOptions__Output {
+  "features": _google_protobuf_FeatureSet__Output | null;
+  "uninterpretedOption": (_google_protobuf_UninterpretedOption__Output)[];
+}

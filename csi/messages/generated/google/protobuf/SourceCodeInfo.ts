@@ -1,0 +1,27 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: null
+
+export interface _google_protobuf_SourceCodeInfo_Location {
+  "path"?: (number)[];
+  "span"?: (number)[];
+  "leadingComments"?: string;
+  "trailingComments"?: string;
+  "leadingDetachedComments"?: (string)[];
+}
+
+export interface _google_protobuf_SourceCodeInfo_Location__Output {
+  "path": (number)[];
+  "span": (number)[];
+  "leadingComments": string;
+  "trailingComments": string;
+  "leadingDetachedComments": (string)[];
+}
+
+export interface SourceCodeInfo {
+  "location"?: (_google_protobuf_SourceCodeInfo_Location)[];
+}
+
+export interface SourceCodeInfo__Output {
+  "location": (_google_protobuf_SourceCodeInfo_Location__Output)[];
+}

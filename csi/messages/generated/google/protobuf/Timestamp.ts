@@ -1,0 +1,15 @@
+// Generated from csi/csi.proto by `deno task gen:csi-types` (csi/messages/generate.ts); do not edit.
+// deno-lint-ignore-file
+// Original file: null
+
+import type { Long } from "@grpc/proto-loader";
+
+export interface Timestamp {
+  "seconds"?: number | string | Long;
+  "nanos"?: number;
+}
+
+export interface Timestamp__Output {
+  "seconds": number;
+  "nanos": number;
+}
