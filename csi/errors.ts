@@ -6,10 +6,8 @@
  */
 
 import { status } from "@grpc/grpc-js";
-import { ToolError } from "../blockdev/run.ts";
-import { NoFreeDeviceError } from "../blockdev/types.ts";
-import { ObjectStoreError } from "../zerofs/objectstore/mod.ts";
-import { SettingsError, ZeroFsNotReadyError } from "../zerofs/types.ts";
+import { NoFreeDeviceError, ToolError } from "../blockdev/mod.ts";
+import { ObjectStoreError, SettingsError, ZeroFsNotReadyError } from "../zerofs/mod.ts";
 
 /** gRPC status codes (re-exported so handlers need not import grpc-js). */
 export const Code = status;

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { runTool } from "../blockdev/run.ts";
+import { runTool } from "../blockdev/mod.ts";
 import { SettingsError } from "./types.ts";
 
 /** A ZeroFS release number. */
