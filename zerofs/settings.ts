@@ -183,10 +183,14 @@ export const PARAMETERS = {
  * `csi.storage.k8s.io/fstype` (older provisioners) and, with
  * `--extra-create-metadata`, the PVC's and the PV's names.
  */
+/** The PVC's name and namespace, as the external-provisioner's `--extra-create-metadata` adds them. */
+export const PVC_NAME_PARAMETER = "csi.storage.k8s.io/pvc/name";
+export const PVC_NAMESPACE_PARAMETER = "csi.storage.k8s.io/pvc/namespace";
+
 export const PROVISIONER_PARAMETERS = {
   "csi.storage.k8s.io/fstype": optional(parseFilesystem),
-  "csi.storage.k8s.io/pvc/name": optional(parseText),
-  "csi.storage.k8s.io/pvc/namespace": optional(parseText),
+  [PVC_NAME_PARAMETER]: optional(parseText),
+  [PVC_NAMESPACE_PARAMETER]: optional(parseText),
   "csi.storage.k8s.io/pv/name": optional(parseText),
 } satisfies Table;
 

@@ -6,15 +6,11 @@
  * @module
  */
 
-import type { KubeClient } from "../../zerofs/mod.ts";
+import { type KubeClient, PVC_NAME_PARAMETER, PVC_NAMESPACE_PARAMETER } from "../../zerofs/mod.ts";
 import { Code, toCsiError } from "../errors.ts";
 import { FormatRefusedError } from "./format_once.ts";
 import type { Logger } from "../log.ts";
 import { knownSecretValues, scrubValues, secretValuesOf } from "../redact.ts";
-
-/** Volume-context keys the external-provisioner adds with --extra-create-metadata. */
-export const PVC_NAME_KEY = "csi.storage.k8s.io/pvc/name";
-export const PVC_NAMESPACE_KEY = "csi.storage.k8s.io/pvc/namespace";
 
 /** A warning about one volume, for its PVC. */
 export interface VolumeWarning {
@@ -68,8 +64,8 @@ export class KubeVolumeEvents implements VolumeEvents {
   ) {}
 
   async warn(w: VolumeWarning): Promise<void> {
-    const name = w.volumeContext[PVC_NAME_KEY];
-    const namespace = w.volumeContext[PVC_NAMESPACE_KEY];
+    const name = w.volumeContext[PVC_NAME_PARAMETER];
+    const namespace = w.volumeContext[PVC_NAMESPACE_PARAMETER];
     if (!name || !namespace) return;
     const now = new Date();
     try {

@@ -135,7 +135,7 @@ async function attacherFor(opts: NodeOptions, lock: NodeLock, log: Logger): Prom
 }
 
 /** Logged by a pod-runner agent that attaches in userspace with no process keeper. */
-export const USERSPACE_WITHOUT_KEEPER_WARNING =
+const USERSPACE_WITHOUT_KEEPER_WARNING =
   "userspace attach without --process-keeper-socket: nbdfuse dies with this container, and " +
   "every volume in use loses its device when the agent restarts; deploy the " +
   "manifests/components/userspace-attach component";
