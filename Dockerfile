@@ -23,6 +23,7 @@ COPY deno.json deno.lock ./
 COPY main.ts ./
 COPY csi/ csi/
 COPY zerofs/ zerofs/
+COPY kube/ kube/
 COPY blockdev/ blockdev/
 # `deno task compile:node` / `compile:controller` (deno.json) hold each binary's
 # permission set and runtime flags; the tests run main.ts with exactly those flags.

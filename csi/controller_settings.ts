@@ -18,7 +18,6 @@ import {
   ENV_AWS_ACCESS_KEY_ID,
   ENV_AWS_SECRET_ACCESS_KEY,
   ENV_AWS_SESSION_TOKEN,
-  type KubeClient,
   type ObjectStoreAccess,
   parseSettings,
   type PinDisagreement,
@@ -32,6 +31,7 @@ import {
   type VolumePin,
   type VolumeSettings,
 } from "../zerofs/mod.ts";
+import { type KubeClient } from "../kube/mod.ts";
 import { parseSettingsFile, type SettingsFile } from "./node/mod.ts";
 
 /** Reads ConfigMap data by name (driver namespace); `undefined` when it does not exist. */

@@ -15,14 +15,8 @@
  */
 
 import { join } from "node:path";
-import {
-  apiErrorMessage,
-  apiStatusCode,
-  defineRecord,
-  type KubeClient,
-  readRecordFile,
-  writeRecordFile,
-} from "../zerofs/mod.ts";
+import { defineRecord, readRecordFile, writeRecordFile } from "../zerofs/mod.ts";
+import { apiErrorMessage, apiStatusCode, type KubeClient } from "../kube/mod.ts";
 import { unavailable } from "./errors.ts";
 import { DRIVER_NAME } from "./version.ts";
 

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { apiErrorMessage, apiStatusCode, type KubeClient } from "./kube_client.ts";
+import { apiErrorMessage, apiStatusCode, type KubeClient } from "../kube/mod.ts";
 import { SettingsError } from "./types.ts";
 
 /**

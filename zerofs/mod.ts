@@ -78,14 +78,6 @@ export { probeWritable, WRITER_PROBE_PATH, type WriterProbe } from "./writer_pro
 export { ProcessRunner, type ProcessRunnerOptions, readLogTail } from "./process_runner.ts";
 export { zerofsConfigOf, zerofsRunArgs } from "./run_argv.ts";
 export * from "./objectstore/mod.ts";
-export {
-  apiErrorMessage,
-  apiStatusCode,
-  createKubeClient,
-  type KubeClient,
-  type KubeClientOptions,
-  PodWatch,
-} from "./kube_client.ts";
 export { readConfigMapData, readSecretData } from "./kube_objects.ts";
 export {
   cacheSizeLimit,

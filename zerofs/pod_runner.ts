@@ -55,7 +55,7 @@ import type {
   V1Volume,
 } from "@kubernetes/client-node";
 import { writeFileAtomic } from "./atomic_file.ts";
-import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "./kube_client.ts";
+import { apiErrorMessage, apiStatusCode, type KubeClient, PodWatch } from "../kube/mod.ts";
 import {
   checkSocketPath,
   POD_STATE_DIR,

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { createKubeClient, type KubeClient } from "../../zerofs/mod.ts";
+import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
 import {
   ControllerSettings,
   type ControllerSettingsOptions,

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { apiErrorMessage, apiStatusCode, type KubeClient } from "../../zerofs/mod.ts";
+import { apiErrorMessage, apiStatusCode, type KubeClient } from "../../kube/mod.ts";
 import type { DoctorCheck } from "./doctor_check.ts";
 
 /** The original driver's pod name prefix (`fmt.Sprintf("zerofs-volume-%s", volumeID)`). */

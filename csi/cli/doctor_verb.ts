@@ -4,7 +4,7 @@
  * @module
  */
 
-import { createKubeClient } from "../../zerofs/mod.ts";
+import { createKubeClient } from "../../kube/mod.ts";
 import { formatDoctorReport, runDoctor } from "./doctor.ts";
 import { DEFAULT_STATE_DIR, oneOf, optionalFlag, parseFlags } from "./flags.ts";
 import { printUsage } from "./usage.ts";

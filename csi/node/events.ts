@@ -6,7 +6,8 @@
  * @module
  */
 
-import { type KubeClient, PVC_NAME_PARAMETER, PVC_NAMESPACE_PARAMETER } from "../../zerofs/mod.ts";
+import { PVC_NAME_PARAMETER, PVC_NAMESPACE_PARAMETER } from "../../zerofs/mod.ts";
+import { type KubeClient } from "../../kube/mod.ts";
 import { Code, toCsiError } from "../errors.ts";
 import { FormatRefusedError } from "./format_once.ts";
 import type { Logger } from "../log.ts";

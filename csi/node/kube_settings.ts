@@ -10,12 +10,12 @@
  */
 
 import {
-  type KubeClient,
   readConfigMapData,
   type SecretValues,
   SettingsError,
   type VolumeSettings,
 } from "../../zerofs/mod.ts";
+import { type KubeClient } from "../../kube/mod.ts";
 import { resolveContextSettings } from "../parameters.ts";
 import type { SettingsProvider } from "./context.ts";
 

@@ -7,13 +7,13 @@
 
 import { type Attacher, NodeLock, selectAttacher, spawnThroughKeeper } from "../../blockdev/mod.ts";
 import {
-  createKubeClient,
   nodeLockPath,
   PodRunner,
   ProcessRunner,
   volumeDirsRoot,
   type ZeroFsRunner,
 } from "../../zerofs/mod.ts";
+import { createKubeClient } from "../../kube/mod.ts";
 import type { Logger } from "../log.ts";
 import type { NodeHandlers, NodeStageVolumeRequest__Output } from "../messages/mod.ts";
 import { DEFAULT_FS_TYPES } from "../validate.ts";

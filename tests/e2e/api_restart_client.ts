@@ -18,13 +18,8 @@
  * @module
  */
 
-import {
-  createKubeClient,
-  PodRunner,
-  PodWatch,
-  readConfigMapData,
-  zerofsPodName,
-} from "../../zerofs/mod.ts";
+import { PodRunner, readConfigMapData, zerofsPodName } from "../../zerofs/mod.ts";
+import { createKubeClient, PodWatch } from "../../kube/mod.ts";
 
 /** Settings reads before the restart, as an agent staging several volumes makes. */
 const OPEN_READS = 10;

@@ -15,9 +15,7 @@ import { fileURLToPath } from "node:url";
 import type { V1Pod } from "@kubernetes/client-node";
 import { runTool } from "../../blockdev/mod.ts";
 import {
-  createKubeClient,
   type InstanceSpec,
-  type KubeClient,
   PodRunner,
   resolveSettings,
   volumePaths,
@@ -25,6 +23,7 @@ import {
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
+import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
 import { buildInstanceSpec } from "../../csi/mod.ts";
 import { type KubeObject, renderObjects } from "../helpers/manifests.ts";
 import {

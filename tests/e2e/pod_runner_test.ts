@@ -15,15 +15,14 @@ import { join } from "node:path";
 import type { V1Pod } from "@kubernetes/client-node";
 import {
   checkReady,
-  createKubeClient,
   type InstanceSpec,
-  type KubeClient,
   PodRunner,
   resolveSettings,
   volumePaths,
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
+import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
 import { buildInstanceSpec } from "../../csi/mod.ts";
 import { isStillRunning, type ProcessInfo } from "../helpers/node_env.ts";
 import {

@@ -20,7 +20,7 @@
 import assert from "node:assert/strict";
 import type { V1Pod } from "@kubernetes/client-node";
 import { runTool } from "../../blockdev/mod.ts";
-import { createKubeClient, type KubeClient } from "../../zerofs/mod.ts";
+import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
 import {
   type KubeCluster,
   startKubeCluster,

@@ -17,7 +17,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runTool } from "../../blockdev/mod.ts";
 import { type DoctorCheck, formatDoctorReport, runDoctor } from "../../csi/mod.ts";
-import { createKubeClient } from "../../zerofs/mod.ts";
+import { createKubeClient } from "../../kube/mod.ts";
 import { BASE_MANIFESTS_DIR, type KubeObject } from "../helpers/manifests.ts";
 import {
   type KubeCluster,

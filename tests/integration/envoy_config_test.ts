@@ -30,8 +30,6 @@ import {
   writeTokenKubeconfig,
 } from "../fixtures/kube_cluster.ts";
 import {
-  createKubeClient,
-  type KubeClient,
   PodRunner,
   renderConfigToml,
   resolveSettings,
@@ -40,6 +38,7 @@ import {
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
+import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
 import { ENVOY_FENCING_WARNING } from "../../zerofs/pod_runner.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -49,7 +49,7 @@ DEBIAN_VARIANT=minbase
 # without NBD) needs and the Dockerfile's node image lacks.
 NODE_PACKAGES=(nbd-client e2fsprogs xfsprogs btrfs-progs util-linux kmod ca-certificates libnbd-bin fuse3)
 # The driver's files the Dockerfile copies; *_test.ts files are left out.
-APP_FILES=(deno.json deno.lock main.ts csi zerofs blockdev)
+APP_FILES=(deno.json deno.lock main.ts csi zerofs kube blockdev)
 # The Dockerfile's `deno task compile` flags, as a `deno run` entrypoint.
 CSI_ENTRYPOINT='["/usr/local/bin/deno","run","--quiet","--cached-only","--config=/app/deno.json","-P=node","--v8-flags=--max-semi-space-size=1,--max-old-space-size=128","/app/main.ts"]'
 LABEL=zerofs-csi.e2e/inputs
