@@ -31,7 +31,7 @@ import {
   type VolumePin,
   type VolumeSettings,
 } from "../zerofs/mod.ts";
-import { type KubeClient } from "../kube/mod.ts";
+import type { KubeClient } from "../kube/mod.ts";
 import { parseSettingsFile, type SettingsFile } from "./node/mod.ts";
 
 /** Reads ConfigMap data by name (driver namespace); `undefined` when it does not exist. */

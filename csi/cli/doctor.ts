@@ -32,7 +32,7 @@ import {
   ToolError,
 } from "../../blockdev/mod.ts";
 import { checkSocketPath, MAX_SOCKET_PATH_BYTES, volumePaths } from "../../zerofs/mod.ts";
-import { type KubeClient } from "../../kube/mod.ts";
+import type { KubeClient } from "../../kube/mod.ts";
 import { NodeStateStore, scanOrphans } from "../node/mod.ts";
 import type { CheckSeverity, DoctorCheck } from "./doctor_check.ts";
 import { findOriginalLeftovers, leftoverChecks } from "./doctor_leftovers.ts";

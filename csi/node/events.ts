@@ -7,7 +7,7 @@
  */
 
 import { PVC_NAME_PARAMETER, PVC_NAMESPACE_PARAMETER } from "../../zerofs/mod.ts";
-import { type KubeClient } from "../../kube/mod.ts";
+import type { KubeClient } from "../../kube/mod.ts";
 import { Code, toCsiError } from "../errors.ts";
 import { FormatRefusedError } from "./format_once.ts";
 import type { Logger } from "../log.ts";

@@ -15,7 +15,7 @@ import {
   SettingsError,
   type VolumeSettings,
 } from "../../zerofs/mod.ts";
-import { type KubeClient } from "../../kube/mod.ts";
+import type { KubeClient } from "../../kube/mod.ts";
 import { resolveContextSettings } from "../parameters.ts";
 import type { SettingsProvider } from "./context.ts";
 

@@ -135,12 +135,12 @@ async function newVolume(env: NodeEnvironment, name: string): Promise<TestVolume
   };
 }
 
-const STAGE_FAILPOINTS: FailpointName[] = [
-  "stage.after-intent",
-  "stage.after-zerofs",
-  "stage.after-attach",
-  "stage.after-mount",
-];
+/** The failpoints of one operation, in the order its steps run. */
+function failpointsOf(operation: string): FailpointName[] {
+  return FAILPOINT_NAMES.filter((n) => n.startsWith(`${operation}.`));
+}
+
+const STAGE_FAILPOINTS = failpointsOf("stage").filter((n) => n !== "stage.after-format");
 
 /** A stage killed at `failpoint`: recovery leaves it `staging`; unstage reverses it, a retry finishes it. */
 async function stageCrash(env: NodeEnvironment, v: TestVolume, failpoint: FailpointName) {
@@ -186,12 +186,7 @@ async function stageCrashAfterFormat(env: NodeEnvironment) {
   await assertNothingLeft(env);
 }
 
-const UNSTAGE_FAILPOINTS: FailpointName[] = [
-  "unstage.after-intent",
-  "unstage.after-unmount",
-  "unstage.after-detach",
-  "unstage.after-stop",
-];
+const UNSTAGE_FAILPOINTS = failpointsOf("unstage");
 
 /** An unstage killed at `failpoint`: recovery finishes it at start; the data survives. */
 async function unstageCrash(env: NodeEnvironment, v: TestVolume, failpoint: FailpointName) {
@@ -204,7 +199,7 @@ async function unstageCrash(env: NodeEnvironment, v: TestVolume, failpoint: Fail
   await assertNothingLeft(env);
 }
 
-const PUBLISH_FAILPOINTS: FailpointName[] = ["publish.after-intent", "publish.after-mount"];
+const PUBLISH_FAILPOINTS = failpointsOf("publish");
 
 /** A publish killed at `failpoint`: recovery keeps a mounted target, takes back an unmounted one. */
 async function publishCrash(env: NodeEnvironment, v: TestVolume, failpoint: FailpointName) {
@@ -218,11 +213,7 @@ async function publishCrash(env: NodeEnvironment, v: TestVolume, failpoint: Fail
   await assertUnpublished(env, v);
 }
 
-const UNPUBLISH_FAILPOINTS: FailpointName[] = [
-  "unpublish.after-intent",
-  "unpublish.after-unmount",
-  "unpublish.after-remove",
-];
+const UNPUBLISH_FAILPOINTS = failpointsOf("unpublish");
 
 /** An unpublish killed at `failpoint`: recovery finishes it; the retried one succeeds. */
 async function unpublishCrash(env: NodeEnvironment, v: TestVolume, failpoint: FailpointName) {
@@ -235,14 +226,7 @@ async function unpublishCrash(env: NodeEnvironment, v: TestVolume, failpoint: Fa
   await assertUnpublished(env, v);
 }
 
-const EXPAND_FAILPOINTS: FailpointName[] = [
-  "expand.after-intent",
-  "expand.after-unmount",
-  "expand.after-detach",
-  "expand.after-grow-file",
-  "expand.after-attach",
-  "expand.after-mount",
-];
+const EXPAND_FAILPOINTS = failpointsOf("expand");
 
 /** An expansion by 1 GiB killed at `failpoint`: recovery finishes it; the retry answers at once. */
 async function expandCrash(env: NodeEnvironment, v: TestVolume, failpoint: FailpointName) {
