@@ -10,6 +10,7 @@
  * used to claim. Fails (never skips) when the binaries are missing.
  */
 
+import { dryRunAdmitted, waitUntilTrue } from "../helpers/cluster_setup.ts";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { V1Pod } from "@kubernetes/client-node";
@@ -23,7 +24,7 @@ import {
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
-import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
+import { createKubeClient } from "../../kube/mod.ts";
 import { buildInstanceSpec } from "../../csi/mod.ts";
 import { type KubeObject, renderObjects } from "../helpers/manifests.ts";
 import {
@@ -42,7 +43,6 @@ const POLICY_PARAMS = "zerofs-csi-node-pods";
 /** The DaemonSet's --state-dir, as the shipped policy parameters name it. */
 const STATE_ROOT = "/var/lib/zerofs-csi";
 const KUBECTL_TIMEOUT_MS = 60_000;
-const POLICY_SYNC_TIMEOUT_MS = 20_000;
 const UNDICI_IDLE_CLOSE_MS = 5_000;
 
 /** The one place this test runs kubectl; `stdin` carries manifests (never a token). */
@@ -158,22 +158,6 @@ function renamed(pod: V1Pod, name: string): V1Pod {
   return copy;
 }
 
-/** Poll `probe` until it answers true, or fail naming `what`. */
-async function eventually(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + POLICY_SYNC_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (await probe()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`${what} within ${POLICY_SYNC_TIMEOUT_MS} ms`);
-}
-
-/** Whether a server-side dry run of the create is admitted. */
-function dryRunAdmitted(kube: KubeClient, pod: V1Pod): Promise<boolean> {
-  return kube.core.createNamespacedPod({ namespace: NS, body: pod, dryRun: "All" })
-    .then(() => true, () => false);
-}
-
 Deno.test("the node ServiceAccount creates and deletes only its node's ZeroFS pods (real API server)", async (t) => {
   const policies = (await renderObjects(DEV_OVERLAY))
     .filter((o) => o.kind === "ValidatingAdmissionPolicy");
@@ -229,7 +213,7 @@ Deno.test("the node ServiceAccount creates and deletes only its node's ZeroFS po
         ).items as KubeObject[]).filter((p) =>
           p.status?.observedGeneration === p.metadata.generation
         );
-      await eventually("both policies checked", async () => (await statuses()).length === 2);
+      await waitUntilTrue("both policies checked", async () => (await statuses()).length === 2);
       const checked = (await statuses()).map((p) => [p.metadata.name, p.status.typeChecking]);
       assert.deepEqual(Object.fromEntries(checked), {
         [CREATE_POLICY]: {},
@@ -448,7 +432,11 @@ Deno.test("the node ServiceAccount creates and deletes only its node's ZeroFS po
       );
       await Deno.mkdir(spec.stateDir, { recursive: true, mode: 0o700 });
       const probe = runnerA.podFor(spec);
-      assert.equal(await dryRunAdmitted(node, probe), false, "a foreign state root was admitted");
+      assert.equal(
+        await dryRunAdmitted(node, NS, probe),
+        false,
+        "a foreign state root was admitted",
+      );
       await kubectl(cluster.kubeconfig, [
         "patch",
         "configmap",
@@ -459,7 +447,7 @@ Deno.test("the node ServiceAccount creates and deletes only its node's ZeroFS po
         "-p",
         JSON.stringify({ data: { stateDir: stateRoot } }),
       ]);
-      await eventually("the policy follows stateDir", () => dryRunAdmitted(node, probe));
+      await waitUntilTrue("the policy follows stateDir", () => dryRunAdmitted(node, NS, probe));
 
       const name = zerofsPodName("pvc-runner", "node-a");
       // No kubelet runs, so the pod never starts: the runner deletes it after the
@@ -470,7 +458,7 @@ Deno.test("the node ServiceAccount creates and deletes only its node's ZeroFS po
         (e: unknown) => e,
       );
       let seen: V1Pod | undefined;
-      await eventually("the runner deletes its pod", async () => {
+      await waitUntilTrue("the runner deletes its pod", async () => {
         const pod = await admin.core.readNamespacedPod({ name, namespace: NS })
           .catch(() => undefined);
         seen ??= pod;
@@ -506,13 +494,13 @@ Deno.test("the node ServiceAccount creates and deletes only its node's ZeroFS po
         escalation.spec!.nodeName = "node-b";
         escalation.spec!.containers[0].securityContext = { privileged: true };
         escalation.spec!.volumes![0].hostPath!.path = "/";
-        assert.equal(await dryRunAdmitted(node, escalation), false);
+        assert.equal(await dryRunAdmitted(node, NS, escalation), false);
         await kubectl(cluster.kubeconfig, [
           "delete",
           "validatingadmissionpolicybinding",
           CREATE_POLICY,
         ]);
-        await eventually("RBAC alone admits it", () => dryRunAdmitted(node, escalation));
+        await waitUntilTrue("RBAC alone admits it", () => dryRunAdmitted(node, NS, escalation));
       },
     );
   } finally {

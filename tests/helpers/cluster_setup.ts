@@ -8,7 +8,10 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+import type { V1Pod } from "@kubernetes/client-node";
 import { runTool } from "../../blockdev/mod.ts";
+import type { KubeClient } from "../../kube/mod.ts";
 import type { KubeCluster } from "../fixtures/kube_cluster.ts";
 import type { KubeObject } from "./manifests.ts";
 import { type Grant, grantAllows, type RequestAttributes } from "./rbac_rules.ts";
@@ -142,7 +145,7 @@ export async function auditedOnce(
  */
 export function unusedGrants(
   grants: Grant[],
-  requests: AuditedRequest[],
+  requests: Array<RequestAttributes & { decision?: string }>,
 ): Array<{ grant: Grant; verb: string; group: string; resource: string }> {
   const allowed = requests.filter((r) => r.decision === "allow");
   const unused = [];
@@ -161,4 +164,27 @@ export function unusedGrants(
     }
   }
   return unused;
+}
+
+/** How long an admission policy's binding or parameters may take to apply. */
+const POLICY_SYNC_TIMEOUT_MS = 20_000;
+
+/** Poll `probe` until it answers true, or fail naming `what` (an admission policy syncing, say). */
+export async function waitUntilTrue(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs = POLICY_SYNC_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`${what} within ${timeoutMs} ms`);
+}
+
+/** Whether a server-side dry run of creating `pod` in `namespace` as `kube` is admitted. */
+export function dryRunAdmitted(kube: KubeClient, namespace: string, pod: V1Pod): Promise<boolean> {
+  return kube.core.createNamespacedPod({ namespace, body: pod, dryRun: "All" })
+    .then(() => true, () => false);
 }

@@ -30,7 +30,8 @@ import { E2E_IMAGES, type KubeletNode, startKubeletNode } from "../fixtures/kube
 import { type LocalS3, startS3 } from "../fixtures/s3.ts";
 import { BASE_MANIFESTS_DIR, type KubeObject, renderObjects } from "./manifests.ts";
 import { listProcesses, type ProcessInfo } from "./node_env.ts";
-import { type Grant, grantAllows, grantsFromManifests } from "./rbac_rules.ts";
+import { unusedGrants } from "./cluster_setup.ts";
+import { type Grant, grantsFromManifests } from "./rbac_rules.ts";
 
 /** The kubelet node's name: the node agent's --node-id and its token's node. */
 export const NODE = "zerofs-e2e-node";
@@ -326,23 +327,8 @@ export async function startKubeNodeSetup(opts: KubeNodeSetupOptions): Promise<Ku
       },
       nodeRequests,
       unusedGrants: async (filter = () => true) => {
-        const used = (await nodeRequests()).filter((r) => r.decision === "allow");
-        const unused: string[] = [];
-        for (const grant of grants.filter(filter)) {
-          for (const verb of grant.verbs) {
-            for (const group of grant.apiGroups) {
-              for (const resource of grant.resources) {
-                const [res, sub] = resource.split("/", 2);
-                const hit = used.some((r) =>
-                  r.verb === verb && r.group === group && r.resource === res &&
-                  r.subresource === sub && grantAllows(grant, r)
-                );
-                if (!hit) unused.push(`${verb} ${group}/${resource}`);
-              }
-            }
-          }
-        }
-        return unused;
+        return unusedGrants(grants.filter(filter), await nodeRequests())
+          .map(({ verb, group, resource }) => `${verb} ${group}/${resource}`);
       },
       stop: stopAll,
     };

@@ -15,12 +15,13 @@
  * Run (as root): `deno test -A tests/integration/envoy_config_test.ts`.
  */
 
+import { dryRunAdmitted, waitUntilTrue } from "../helpers/cluster_setup.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as kubeSdk from "@kubernetes/client-node";
-import { CoreV1Api, KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { dump, load } from "js-yaml";
 import { runTool } from "../../blockdev/mod.ts";
 import { BASE_MANIFESTS_DIR, type KubeObject, renderObjects } from "../helpers/manifests.ts";
@@ -38,7 +39,7 @@ import {
   ZeroFsNotReadyError,
   zerofsPodName,
 } from "../../zerofs/mod.ts";
-import { createKubeClient, type KubeClient } from "../../kube/mod.ts";
+import { createKubeClient } from "../../kube/mod.ts";
 import { ENVOY_FENCING_WARNING } from "../../zerofs/pod_runner.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -254,7 +255,6 @@ const NODE_USER = `system:serviceaccount:${NS}:${NODE_SA}`;
 /** The ValidatingAdmissionPolicy's parameters (manifests/base/driver/node-pod-policy.yaml). */
 const POLICY_PARAMS = "zerofs-csi-node-pods";
 const KUBECTL_TIMEOUT_MS = 60_000;
-const POLICY_SYNC_TIMEOUT_MS = 20_000;
 const UNDICI_IDLE_CLOSE_MS = 5_000;
 
 /** The one place this test runs kubectl; `stdin` carries objects (never a token). */
@@ -263,16 +263,6 @@ async function kubectl(kubeconfig: string, args: string[], stdin?: unknown) {
     timeoutMs: KUBECTL_TIMEOUT_MS,
     stdin: stdin === undefined ? undefined : new TextEncoder().encode(JSON.stringify(stdin)),
   });
-}
-
-/** Poll `probe` until it answers true, or fail naming `what`. */
-async function eventually(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + POLICY_SYNC_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (await probe()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`${what} within ${POLICY_SYNC_TIMEOUT_MS} ms`);
 }
 
 /**
@@ -311,12 +301,6 @@ async function storedPod(cluster: KubeCluster, name: string): Promise<KubeObject
     "--ignore-not-found",
   ]);
   return stdout.trim() ? JSON.parse(stdout) : undefined;
-}
-
-/** Whether a server-side dry run of creating `pod` as `kube` is admitted. */
-function dryRunAdmitted(kube: KubeClient, pod: V1Pod): Promise<boolean> {
-  return kube.core.createNamespacedPod({ namespace: NS, body: pod, dryRun: "All" })
-    .then(() => true, () => false);
 }
 
 Deno.test("envoy sidecar: the node account creates the pod with it through the API, and the fencing warning is logged", async () => {
@@ -405,10 +389,10 @@ Deno.test("envoy sidecar: the node account creates the pod with it through the A
     // is refused, the runner's own pod (with this test's state root) admitted.
     const otherSidecar = structuredClone(desired);
     otherSidecar.spec!.initContainers![0].image = "docker.io/library/busybox:1.36";
-    await eventually(
+    await waitUntilTrue(
       "the policy refuses another sidecar image",
       async () =>
-        !(await dryRunAdmitted(node, otherSidecar)) && await dryRunAdmitted(node, desired),
+        !(await dryRunAdmitted(node, NS, otherSidecar)) && await dryRunAdmitted(node, NS, desired),
     );
 
     // ensure() is the runner's only path that creates a pod (and logs the warning);
@@ -424,7 +408,7 @@ Deno.test("envoy sidecar: the node account creates the pod with it through the A
       (e: unknown) => e,
     );
     let stored: KubeObject | undefined;
-    await eventually("the runner creates its pod and, not ready, deletes it", async () => {
+    await waitUntilTrue("the runner creates its pod and, not ready, deletes it", async () => {
       const pod = await storedPod(cluster, name);
       stored ??= pod;
       return Boolean(pod?.metadata?.deletionTimestamp);
