@@ -79,3 +79,4 @@ export {
 } from "./process.ts";
 export { pathExists, type PathExistsOptions } from "./path_exists.ts";
 export { type PollOptions, pollUntil } from "./poll.ts";
+export { type PartialWriter, writeAll } from "./write_all.ts";

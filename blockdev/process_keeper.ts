@@ -18,6 +18,7 @@
 
 import { isAbsolute, normalize } from "node:path";
 import { spawnDetached, ToolError } from "./run.ts";
+import { writeAll } from "./write_all.ts";
 
 /** The longest request or reply line either side accepts. */
 const MAX_LINE_BYTES = 64 * 1024;
@@ -179,10 +180,4 @@ async function readLine(conn: Deno.Conn): Promise<string> {
     offset += c.length;
   }
   return new TextDecoder().decode(line);
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let written = 0; written < bytes.length;) {
-    written += await conn.write(bytes.subarray(written));
-  }
 }

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { writeAll } from "../blockdev/mod.ts";
+
 const NBDMAGIC = 0x4e42444d41474943n;
 const IHAVEOPT = 0x49484156454f5054n;
 const OPT_REPLY_MAGIC = 0x3e889045565a9n;
@@ -241,7 +243,7 @@ class NbdSession {
       0,
       FLAG_FIXED_NEWSTYLE | (serverFlags & FLAG_NO_ZEROES),
     );
-    await this.writeAll(clientFlags);
+    await writeAll(this.conn, clientFlags);
   }
 
   async sendOption(option: number, data: Uint8Array): Promise<void> {
@@ -251,7 +253,7 @@ class NbdSession {
     dv.setUint32(8, option);
     dv.setUint32(12, data.length);
     message.set(data, 16);
-    await this.writeAll(message);
+    await writeAll(this.conn, message);
   }
 
   async readReply(option: number): Promise<OptionReply> {
@@ -272,11 +274,6 @@ class NbdSession {
     try {
       await this.readReply(OPT_ABORT);
     } catch { /* closing without an ACK is allowed by the protocol */ }
-  }
-
-  private async writeAll(bytes: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset));
   }
 
   private async readExact(length: number): Promise<Uint8Array> {
