@@ -1,30 +1,36 @@
 /**
  * The user's path on a real cluster: `kubectl apply -k` of the e2e overlay
- * (tests/e2e/overlay: the dev overlay with this machine's deviations, listed
- * there), then PVCs that pods write to, on a real API server
- * (tests/fixtures/kube_cluster.ts), a real kubelet with containerd
- * (tests/fixtures/kubelet_node.ts), the real CSI sidecars, real ZeroFS and a
- * real S3 server (MinIO on the node's bridge address).
+ * (tests/e2e/overlay: the dev overlay with the userspace-attach component and
+ * locally built images, nothing else), then PVCs that pods write to, on a real API
+ * server (tests/fixtures/kube_cluster.ts), a real kubelet with containerd
+ * (tests/fixtures/kubelet_node.ts), kube-proxy and CoreDNS
+ * (tests/fixtures/cluster_network.ts), the real CSI sidecars, real ZeroFS and the
+ * dev overlay's in-cluster MinIO.
  *
- * One cluster, one node and one MinIO for the whole file; torn down at the end
- * leaving no mounts, loop devices or processes behind.
+ * One cluster and one node for the whole file; torn down at the end leaving no
+ * mounts, loop devices, processes or iptables chains behind.
  *
  * Fails (never skips) naming `bash .ci/install` when a binary is missing.
  */
 
 import assert from "node:assert/strict";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isProcessAlive, runTool } from "../../blockdev/mod.ts";
 import { isExecutable } from "../fixtures/executable.ts";
-import { findKubeBinaries, startKubeCluster } from "../fixtures/kube_cluster.ts";
+import { findClusterNetworkBinaries, startClusterNetwork } from "../fixtures/cluster_network.ts";
+import {
+  findKubeBinaries,
+  KUBERNETES_SERVICE_IP,
+  startKubeCluster,
+} from "../fixtures/kube_cluster.ts";
 import {
   findKubelet,
   KUBELET_ROOT_DIR,
   NODE_GATEWAY_ADDRESS,
   startKubeletNode,
 } from "../fixtures/kubelet_node.ts";
-import { findMinio, startS3 } from "../fixtures/s3.ts";
+import type { S3Access } from "../fixtures/s3.ts";
 import { listBucketKeys } from "../helpers/bucket.ts";
 import { listProcesses } from "../helpers/node_env.ts";
 import { E2E_IMAGES } from "./images/mod.ts";
@@ -348,7 +354,7 @@ async function mountsBelow(dir: string): Promise<string[]> {
 /** Every binary this test needs, or an error naming them and `bash .ci/install`. */
 function preflight(): void {
   const problems: string[] = [];
-  for (const check of [findKubeBinaries, () => findKubelet(), findMinio]) {
+  for (const check of [findKubeBinaries, () => findKubelet(), findClusterNetworkBinaries]) {
     try {
       check();
     } catch (e) {
@@ -361,9 +367,43 @@ function preflight(): void {
       problems.push(`no ${sidecars}/${bin} (its image is built from it)`);
     }
   }
-  const zerofs = Deno.env.get("ZEROFS_BIN") ?? "/opt/zerofs-0.16.2/bin/zerofs";
-  if (!isExecutable(zerofs)) problems.push(`no ${zerofs} (the ZeroFS image is built from it)`);
+  const imageBinaries = [
+    [Deno.env.get("ZEROFS_BIN") ?? "/opt/zerofs-0.16.2/bin/zerofs", "ZeroFS"],
+    [Deno.env.get("MINIO_BIN") ?? "/opt/minio/minio", "MinIO"],
+    [Deno.env.get("MC_BIN") ?? "/opt/minio-mc/mc", "mc"],
+  ];
+  for (const [bin, image] of imageBinaries) {
+    if (!isExecutable(bin)) problems.push(`no ${bin} (the ${image} image is built from it)`);
+  }
   if (problems.length > 0) throw new Error(`${problems.join("; ")}; ${INSTALL_HINT}`);
+}
+
+/**
+ * The dev overlay's MinIO, reached from this machine through its Service's ClusterIP
+ * (kube-proxy), with the credentials of the overlay's Secret.
+ */
+async function inClusterS3(): Promise<S3Access> {
+  const ip =
+    (await kubectl(["-n", NS, "get", "service", "minio", "-o", "jsonpath={.spec.clusterIP}"]))
+      .trim();
+  const secret = await getJson(["-n", NS, "secret", "zerofs-aws-credentials"]) as {
+    data: Record<string, string>;
+  };
+  const field = (key: string) => atob(secret.data[key]);
+  return {
+    endpoint: `http://${ip}:9000`,
+    accessKeyId: field("AWS_ACCESS_KEY_ID"),
+    secretAccessKey: field("AWS_SECRET_ACCESS_KEY"),
+  };
+}
+
+/** Set once the install step has found the in-cluster MinIO. */
+let s3: S3Access | undefined;
+
+/** Every key under `prefix` in the overlay's bucket. */
+async function bucketKeys(prefix = ""): Promise<string[]> {
+  if (!s3) throw new Error("the in-cluster MinIO was not found (the install step failed)");
+  return await listBucketKeys(s3, BUCKET, prefix);
 }
 
 // --- the test ------------------------------------------------------------------------
@@ -379,94 +419,37 @@ Deno.test({
       pluginDir: await pathExists(PLUGIN_DIR),
     };
     const cluster = await startKubeCluster({
-      users: [{ name: `system:node:${NODE}`, groups: ["system:nodes"] }],
-      // Pods reach the API server at the node's bridge address (no kube-proxy here).
+      users: [
+        { name: `system:node:${NODE}`, groups: ["system:nodes"] },
+        { name: "system:kube-proxy", groups: [] },
+      ],
+      // Pods reach the API server through the `kubernetes` Service, whose endpoint is
+      // the node's bridge address (kube-proxy, tests/fixtures/cluster_network.ts).
       bindAddress: "0.0.0.0",
-      extraServingIps: [NODE_GATEWAY_ADDRESS],
+      advertiseAddress: NODE_GATEWAY_ADDRESS,
+      extraServingIps: [NODE_GATEWAY_ADDRESS, KUBERNETES_SERVICE_IP],
     });
     kubeconfig = cluster.kubeconfig;
     const cleanups: (() => Promise<void>)[] = [async () => await cluster.stop()];
-    const work = await Deno.makeTempDir({ prefix: "zerofs-e2e-pvc-" });
-    cleanups.push(() => Deno.remove(work, { recursive: true }));
-    let wrapper = "";
+    let installed = false;
     try {
       const node = await startKubeletNode({
         nodeName: NODE,
         kubeconfigPath: cluster.userKubeconfigs[`system:node:${NODE}`],
         // The agent and the process keeper share FUSE mounts through the state directory.
         sharedDirs: [STATE_DIR],
+        clusterDns: [NODE_GATEWAY_ADDRESS],
       });
       cleanups.push(async () => await node.stop());
       assert.equal(node.gatewayAddress, NODE_GATEWAY_ADDRESS);
-      const s3 = await startS3({ hostname: node.gatewayAddress });
-      cleanups.push(async () => await s3.stop());
-      await s3.createBucket(BUCKET);
-
-      // This run's addresses and credentials around the e2e overlay.
-      wrapper = join(work, "kustomize");
-      await Deno.mkdir(wrapper, { mode: 0o700 });
-      const apiPort = new URL(cluster.server).port;
-      const apiEnv = [
-        { name: "KUBERNETES_SERVICE_HOST", value: node.gatewayAddress },
-        { name: "KUBERNETES_SERVICE_PORT", value: apiPort },
-      ];
-      const withApiEnv = (names: string[]) => names.map((name) => ({ name, env: apiEnv }));
-      const patches = [
-        {
-          apiVersion: "v1",
-          kind: "ConfigMap",
-          metadata: { name: "zerofs-default", namespace: NS },
-          data: { awsEndpoint: s3.endpoint },
-        },
-        {
-          apiVersion: "v1",
-          kind: "Secret",
-          metadata: { name: "zerofs-aws-credentials", namespace: NS },
-          stringData: {
-            AWS_ACCESS_KEY_ID: s3.accessKeyId,
-            AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-          },
-        },
-        {
-          apiVersion: "apps/v1",
-          kind: "Deployment",
-          metadata: { name: "zerofs-csi-controller", namespace: NS },
-          spec: {
-            template: {
-              spec: {
-                containers: withApiEnv([
-                  "zerofs-csi",
-                  "csi-provisioner",
-                  "csi-attacher",
-                  "csi-resizer",
-                ]),
-              },
-            },
-          },
-        },
-        {
-          apiVersion: "apps/v1",
-          kind: "DaemonSet",
-          metadata: { name: "zerofs-csi-node", namespace: NS },
-          spec: { template: { spec: { containers: withApiEnv(["zerofs-csi"]) } } },
-        },
-      ];
-      for (const [i, p] of patches.entries()) {
-        await Deno.writeTextFile(join(wrapper, `run-${i}.json`), JSON.stringify(p), {
-          mode: 0o600,
-        });
-      }
-      await Deno.writeTextFile(
-        join(wrapper, "kustomization.yaml"),
-        JSON.stringify({
-          apiVersion: "kustomize.config.k8s.io/v1beta1",
-          kind: "Kustomization",
-          // kustomize refuses an absolute path here.
-          resources: [relative(wrapper, OVERLAY)],
-          patches: patches.map((_, i) => ({ path: `run-${i}.json` })),
-        }),
-        { mode: 0o600 },
-      );
+      const network = await startClusterNetwork({
+        kubeProxyKubeconfig: cluster.userKubeconfigs["system:kube-proxy"],
+        dnsKubeconfig: cluster.kubeconfig,
+        nodeName: NODE,
+        podSubnet: node.podSubnet,
+        dnsAddress: node.gatewayAddress,
+      });
+      cleanups.push(async () => await network.stop());
 
       const passed = async (name: string, fn: () => Promise<void>) => {
         if (!await t.step(name, fn)) throw new Error(`step failed: ${name}`);
@@ -474,10 +457,11 @@ Deno.test({
 
       // (a) install and registration.
       await passed(
-        "kubectl apply -k: controller and node agent Running, driver registered",
+        "kubectl apply -k: controller, node agent and MinIO Running, bucket made, driver registered",
         async () => {
-          await kubectl(["apply", "-k", wrapper]);
-          for (const sel of ["zerofs-csi-controller", "zerofs-csi-node"]) {
+          installed = true;
+          await kubectl(["apply", "-k", OVERLAY]);
+          for (const sel of ["zerofs-csi-controller", "zerofs-csi-node", "minio"]) {
             await waitFor(`${sel} Ready`, INSTALL_TIMEOUT_MS, async () => {
               const pods = await listItems<PodStatus>([
                 "pods",
@@ -496,6 +480,15 @@ Deno.test({
             return csiNode?.spec?.drivers?.some((d) => d.name === DRIVER) ? true : undefined;
           }, [`csinode ${NODE}`]);
           assert.ok(await pathExists(REGISTRATION_SOCKET), `no ${REGISTRATION_SOCKET}`);
+          await kubectl([
+            "-n",
+            NS,
+            "wait",
+            "--for=condition=Complete",
+            "job/minio-create-bucket",
+            `--timeout=${INSTALL_TIMEOUT_MS / 1000}s`,
+          ]);
+          s3 = await inClusterS3();
         },
       );
 
@@ -523,10 +516,10 @@ Deno.test({
           await deletePod("reader");
 
           const prefix = `${VOLUME_PREFIX}${handle}/`;
-          const before = await listBucketKeys(s3, BUCKET, prefix);
+          const before = await bucketKeys(prefix);
           assert.ok(
             before.length > 0,
-            `no objects under ${prefix}: ${(await listBucketKeys(s3, BUCKET)).join(", ")}`,
+            `no objects under ${prefix}: ${(await bucketKeys()).join(", ")}`,
           );
           await kubectl(["delete", "pvc", "data", "--wait=true", "--timeout=180s"]);
           await waitFor(
@@ -537,7 +530,7 @@ Deno.test({
               `pv ${pv}`,
             ],
           );
-          const after = await listBucketKeys(s3, BUCKET, prefix);
+          const after = await bucketKeys(prefix);
           assert.deepEqual(after, [], `objects left under ${prefix}`);
         },
       );
@@ -764,6 +757,38 @@ Deno.test({
         },
       );
 
+      // The manifests' liveness probes (livenessprobe and registrar stand-ins) held all along.
+      await passed(
+        "liveness probes pass: no Unhealthy event, no restart but the killed agent's",
+        async () => {
+          const events = await listItems<{ reason: string; message: string }>([
+            "events",
+            "-n",
+            NS,
+          ]);
+          const unhealthy = events.filter((e) => e.reason === "Unhealthy");
+          assert.deepEqual(unhealthy.map((e) => e.message), [], "failed probes");
+          const probed = events.filter((e) => e.reason === "Started");
+          assert.ok(probed.length > 0, "no container start events: the event list is wrong");
+          const restarts = (await listItems<{
+            metadata: { name: string };
+            status: { containerStatuses?: { name: string; restartCount: number }[] };
+          }>(["pods", "-n", NS])).flatMap((p) =>
+            (p.status.containerStatuses ?? []).map((c) =>
+              `${p.metadata.name}/${c.name}=${c.restartCount}`
+            )
+          );
+          const node = restarts.filter((r) => r.startsWith("zerofs-csi-node-"));
+          assert.ok(node.some((r) => r.endsWith("/zerofs-csi=1")), restarts.join(" "));
+          assert.deepEqual(
+            restarts.filter((r) =>
+              !r.endsWith("=0") && !/^zerofs-csi-node-[^/]+\/zerofs-csi=1$/.test(r)
+            ),
+            [],
+          );
+        },
+      );
+
       // (f) removal.
       await passed("kubectl delete -k removes everything the overlay made", async () => {
         await kubectl([
@@ -779,15 +804,15 @@ Deno.test({
         await waitFor("every PV gone", POD_TIMEOUT_MS, async () => {
           return (await listItems(["pv"])).length === 0 ? true : undefined;
         }, ["pv"]);
-        const made = (await kubectl(["kustomize", wrapper])).trim();
-        await kubectl(["delete", "-k", wrapper, "--wait=true", "--timeout=180s"]);
+        const made = (await kubectl(["kustomize", OVERLAY])).trim();
+        await kubectl(["delete", "-k", OVERLAY, "--wait=true", "--timeout=180s"]);
         const left = await kubectl(["get", "-f", "-", "--ignore-not-found", "-o", "name"], made);
         assert.equal(left.trim(), "", `left after delete -k:\n${left}`);
-        wrapper = "";
+        installed = false;
       });
     } finally {
       // Workloads first, so the driver unstages what it staged; then the rest.
-      if (wrapper) {
+      if (installed) {
         await kubectlOrEmpty([
           "delete",
           "pods",
@@ -806,7 +831,7 @@ Deno.test({
           "--wait=true",
           "--timeout=180s",
         ]);
-        await kubectlOrEmpty(["delete", "-k", wrapper, "--wait=true", "--timeout=120s"]);
+        await kubectlOrEmpty(["delete", "-k", OVERLAY, "--wait=true", "--timeout=120s"]);
       }
       const errors: string[] = [];
       for (const c of cleanups.toReversed()) {

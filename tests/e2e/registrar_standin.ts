@@ -12,10 +12,18 @@
  *    watcher finds: GetInfo answers `CSIPlugin`, the driver name, the
  *    `--kubelet-registration-path` endpoint and CSI `1.0.0`;
  * 3. logs NotifyRegistrationStatus and exits non-zero when the kubelet says the
- *    plugin was not registered (the real registrar exits too, so the pod restarts).
+ *    plugin was not registered (the real registrar exits too, so the pod restarts);
+ * 4. `--mode=kubelet-registration-probe`, the exec livenessProbe the manifests run
+ *    as `/csi-node-driver-registrar`, does what it does since v2.9.0 (the manifests
+ *    pin v2.15.0): exits 1 without `--kubelet-registration-path`, else exits 0 at
+ *    once, touching no file and no socket. The mode is deprecated upstream
+ *    (node-driver-registrar#309, #316): the registration file it used to check was
+ *    written on GetInfo beside the kubelet endpoint, which a read-only root
+ *    filesystem refused.
  *
- * Not reproduced: the health server, `--mode=kubelet-registration-probe`, and
- * re-registration when the socket file is deleted.
+ * Not reproduced: the health server (`--http-endpoint`, `--health-port`), `--timeout`
+ * (the driver's name is retried until it answers, not given up after one second),
+ * klog's flags, and re-registration when the socket file is deleted.
  *
  * @module
  */
@@ -27,6 +35,8 @@ import { csiServices, PROTO_LOADER_OPTIONS } from "../../csi/proto.ts";
 
 const RETRY_INTERVAL_MS = 1_000;
 const CALL_TIMEOUT_MS = 10_000;
+/** The deprecated exec-probe mode, a no-op upstream since v2.9.0. */
+const PROBE_MODE = "kubelet-registration-probe";
 
 /** The registration API v1 as a protobufjs JSON descriptor (api.proto, verbatim fields). */
 const REGISTRATION_API = {
@@ -101,16 +111,19 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
-      "csi-address": { type: "string" },
+      "csi-address": { type: "string", default: "/run/csi/socket" },
       "kubelet-registration-path": { type: "string" },
       "plugin-registration-path": { type: "string", default: "/registration" },
+      mode: { type: "string", default: "" },
     },
   });
-  const csiAddress = values["csi-address"]?.replace(/^unix:\/\//, "");
   const endpoint = values["kubelet-registration-path"];
-  if (!csiAddress || !endpoint) {
-    throw new Error("--csi-address and --kubelet-registration-path are required");
+  if (!endpoint) throw new Error("--kubelet-registration-path is required");
+  if (values.mode === PROBE_MODE) {
+    // Upstream: "no longer needed ... it will succeed as a no-op".
+    Deno.exit(0);
   }
+  const csiAddress = values["csi-address"].replace(/^unix:\/\//, "");
   const name = await driverName(csiAddress);
   log(`driver ${name}, kubelet endpoint ${endpoint}`);
 
@@ -154,7 +167,12 @@ async function main(): Promise<void> {
   log(`serving the registration API on ${socketPath}`);
   const stop = () => {
     server.forceShutdown();
-    Deno.removeSync(socketPath);
+    // grpc-js has unlinked it already; upstream removes it too, missing or not.
+    try {
+      Deno.removeSync(socketPath);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", stop);

@@ -5,12 +5,12 @@
  * @module
  */
 
-import type { LocalS3 } from "../fixtures/s3.ts";
+import type { S3Access } from "../fixtures/s3.ts";
 import { listKeys, rawClient } from "./controller_s3.ts";
 
 /** Every key under `prefix` in `bucket`, with a client of its own. */
 export async function listBucketKeys(
-  s3: LocalS3,
+  s3: S3Access,
   bucket: string,
   prefix = "",
 ): Promise<string[]> {

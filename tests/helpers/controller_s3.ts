@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { status } from "@grpc/grpc-js";
-import type { LocalS3 } from "../fixtures/s3.ts";
+import type { LocalS3, S3Access } from "../fixtures/s3.ts";
 import { CsiCallError } from "./csi_client.ts";
 import { type RunningDriver, startDriver } from "./driver.ts";
 
@@ -67,7 +67,7 @@ export function startS3Controller(
 }
 
 /** A client with the S3 server's credentials. */
-export function rawClient(s3: LocalS3): S3Client {
+export function rawClient(s3: S3Access): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,
     region: "us-east-1",

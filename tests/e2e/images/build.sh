@@ -11,9 +11,18 @@
 #                              libraries `ldd` names. The tag is the bare release: the
 #                              driver reads the ZeroFS release from it
 #   localhost/node-driver-registrar-standin:dev
-#                              zerofs-csi:dev's runtime and sources plus
-#                              tests/e2e/registrar_standin.ts as entrypoint: a STAND-IN
-#                              for node-driver-registrar, which the proxy does not serve
+#   localhost/livenessprobe-standin:dev
+#                              zerofs-csi:dev's runtime and sources plus a STAND-IN
+#                              (tests/e2e/registrar_standin.ts, livenessprobe_standin.ts)
+#                              for a sidecar the proxy does not serve, run by a /bin/sh
+#                              launcher at the upstream image's binary path
+#                              (/csi-node-driver-registrar, /livenessprobe) as entrypoint:
+#                              the manifests' exec probe runs that path
+#   localhost/minio:<version>  the pinned MinIO (MINIO_BIN) and mc (MC_BIN) .ci/install
+#   localhost/mc:<version>     builds, for the dev overlay's in-cluster S3 and bucket Job;
+#                              tagged with the pinned Go module version. HOME=/tmp: both
+#                              fail without a HOME (they look up ~/.minio, ~/.mc). A
+#                              missing binary is skipped with a warning
 #   localhost/csi-*:vX.Y.Z     each CSI sidecar .ci/install built (tools/kube), tagged
 #                              with the version the binary reports; a missing one is
 #                              skipped with a warning
@@ -26,7 +35,8 @@
 #   --namespace  containerd namespace (default k8s.io, the one the CRI plugin reads)
 #   --cache      archives, build storage and logs (default $ZEROFS_CSI_IMAGE_CACHE or
 #                /var/cache/zerofs-csi-e2e-images)
-# Needs (Debian 12): buildah, mmdebstrap, gcc, libc6-dev, containerd (for ctr), deno.
+# Needs (Debian 12): buildah, mmdebstrap, gcc, libc6-dev, containerd (for ctr), deno;
+# go (optional) to check the MinIO and mc binaries' versions.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +50,14 @@ ZEROFS_IMAGE=localhost/zerofs:${ZEROFS_VERSION}
 ZEROFS_BIN=${ZEROFS_BIN:-/opt/zerofs-${ZEROFS_VERSION}/bin/zerofs}
 SIDECARS_DIR=${CSI_SIDECARS_BIN:-/opt/csi-sidecars/bin}
 SIDECARS=(csi-provisioner csi-attacher csi-resizer livenessprobe csi-node-driver-registrar)
+# The pins of .ci/install (MinIO's also in tests/fixtures/s3.ts), checked against the
+# binary's Go build info when `go` is on PATH.
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_MODULE=github.com/minio/minio
+MINIO_BIN=${MINIO_BIN:-/opt/minio/minio}
+MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
+MC_MODULE=github.com/minio/mc
+MC_BIN=${MC_BIN:-/opt/minio-mc/mc}
 DEBIAN_SUITE=bookworm
 # minbase = Essential and Priority: required, as in the Dockerfile's bookworm-slim base
 # (`mount` is required, not Essential: the apt variant lacks it).
@@ -252,7 +270,8 @@ stage_app() {
 }
 
 # An image of the driver's runtime and sources (staged in $CACHE/stage/app), plus
-# EXTRA files of the repository, run by ENTRYPOINT. INPUTS says when it is current.
+# EXTRA files (SOURCE:DEST, modes kept), run by ENTRYPOINT. INPUTS says when it is
+# current.
 build_app_image() { # IMAGE ARCHIVE ENTRYPOINT INPUTS [EXTRA...]
   local image=$1 archive=$2 entrypoint=$3 inputs=$4 app=$CACHE/stage/app
   shift 4
@@ -265,7 +284,7 @@ build_app_image() { # IMAGE ARCHIVE ENTRYPOINT INPUTS [EXTRA...]
   local c=$RUN_STDOUT
   local f
   for f in "${APP_FILES[@]}"; do bah 120 copy "$c" "$app/$f" "/app/$f"; done
-  for f in "$@"; do bah 60 copy "$c" "$REPO/$f" "/app/$f"; done
+  for f in "$@"; do bah 60 copy "$c" "${f%%:*}" "${f#*:}"; done
   commit_archive "$c" "$archive" "$image" "$inputs" \
     --workingdir /app --env PATH="$IMAGE_PATH" --env DENO_DIR=/app/.deno --env DENO_NO_UPDATE_CHECK=1 \
     --entrypoint "$entrypoint"
@@ -281,29 +300,48 @@ build_csi() {
   build_app_image "$CSI_IMAGE" "$CACHE/zerofs-csi-dev.tar" "$CSI_ENTRYPOINT" "$inputs"
 }
 
-# The registrar stand-in: the same runtime and driver sources, plus the stand-in.
-STANDIN_IMAGE=localhost/node-driver-registrar-standin:dev
-STANDIN_FILE=tests/e2e/registrar_standin.ts
-STANDIN_ENTRYPOINT='["/usr/local/bin/deno","run","--quiet","--cached-only","--config=/app/deno.json","--allow-read","--allow-write","--allow-env","--allow-net","/app/tests/e2e/registrar_standin.ts"]'
-build_registrar_standin() {
-  local app=$CACHE/stage/app inputs
-  inputs=$( (echo "$CSI_RUNTIME $STANDIN_ENTRYPOINT $IMAGE_PATH" && sha256sum <"$REPO/$STANDIN_FILE" &&
+# The STAND-INs: the same runtime and driver sources, plus the stand-in, started by
+# a launcher at the upstream image's binary path. The launcher's deno flags are the
+# stand-ins' permissions (tests/integration/sidecar_standins_test.ts runs them so).
+REGISTRAR_STANDIN_IMAGE=localhost/node-driver-registrar-standin:dev
+LIVENESSPROBE_STANDIN_IMAGE=localhost/livenessprobe-standin:dev
+STANDIN_DENO_ARGS=(run --quiet --cached-only --config=/app/deno.json --allow-read --allow-write --allow-env --allow-net)
+build_standin() { # IMAGE ARCHIVE BINARY FILE
+  local image=$1 archive=$2 binary=$3 file=$4 app=$CACHE/stage/app launcher inputs
+  launcher=$CACHE/stage/launchers/$binary
+  mkdir -p "$(dirname "$launcher")"
+  {
+    echo '#!/bin/sh'
+    echo "# A STAND-IN for $binary: $file (see its header)."
+    echo "exec /usr/local/bin/deno ${STANDIN_DENO_ARGS[*]} /app/$file"' "$@"'
+  } >"$launcher"
+  chmod 0755 "$launcher"
+  inputs=$( (echo "$CSI_RUNTIME $IMAGE_PATH" && cat "$launcher" && sha256sum <"$REPO/$file" &&
     cd "$app" && tree_digest .) | digest)
-  build_app_image "$STANDIN_IMAGE" "$CACHE/registrar-standin.tar" "$STANDIN_ENTRYPOINT" "$inputs" \
-    "$STANDIN_FILE"
+  build_app_image "$image" "$archive" "[\"/$binary\"]" "$inputs" \
+    "$REPO/$file:/app/$file" "$launcher:/$binary"
 }
 
-# --- one binary per image: ZeroFS, the CSI sidecars -----------------------------------
+build_standins() {
+  build_standin "$REGISTRAR_STANDIN_IMAGE" "$CACHE/registrar-standin.tar" \
+    csi-node-driver-registrar tests/e2e/registrar_standin.ts
+  build_standin "$LIVENESSPROBE_STANDIN_IMAGE" "$CACHE/livenessprobe-standin.tar" \
+    livenessprobe tests/e2e/livenessprobe_standin.ts
+}
+
+# --- one binary per image: ZeroFS, MinIO, mc, the CSI sidecars ----------------------
 
 # An image FROM scratch holding BINARY at DEST, the libraries `ldd` names (none for a
 # static Go binary), the system's trust store (ZeroFS reads it for an https S3
-# endpoint) and /tmp. build_binary_image KEY REF BINARY DEST
+# endpoint) and /tmp (mode 1777). CONFIG: more `buildah config` flags.
+# build_binary_image KEY REF BINARY DEST [CONFIG...]
 build_binary_image() {
   local key=$1 ref=$2 bin=$3 dest=$4
+  shift 4
   local archive=$CACHE/$key.tar inputs stage libs lib
   RUN_OK="0 1" run 30 ldd "$bin" # 1: "not a dynamic executable"
   libs=$(grep -oE '/[^ ]+' <<<"$RUN_STDOUT" || true)
-  inputs=$( (echo "$ref $dest $IMAGE_PATH" && for f in "$bin" $libs /etc/ssl/certs/ca-certificates.crt; do
+  inputs=$( (echo "$ref $dest $IMAGE_PATH${*:+ $*}" && for f in "$bin" $libs /etc/ssl/certs/ca-certificates.crt; do
     sha256sum <"$f"
   done) | digest)
   if archive_current "$archive" "$inputs"; then
@@ -321,7 +359,7 @@ build_binary_image() {
   local c=$RUN_STDOUT
   bah 300 copy "$c" "$stage/" /
   commit_archive "$c" "$archive" "$ref" "$inputs" \
-    --entrypoint "[\"$dest\"]" --env PATH="$IMAGE_PATH"
+    --entrypoint "[\"$dest\"]" --env PATH="$IMAGE_PATH" "$@"
   say "$ref: built $(human_size "$archive") in $((SECONDS - t)) s"
   rm -rf "$stage"
 }
@@ -332,6 +370,42 @@ build_zerofs() {
     exit 1
   }
   build_binary_image "zerofs-$ZEROFS_VERSION" "$ZEROFS_IMAGE" "$ZEROFS_BIN" /usr/local/bin/zerofs
+}
+
+# The Go module version in BINARY's build info, or the pin itself without `go`.
+module_version() { # BINARY MODULE PIN
+  if ! command -v go >/dev/null; then
+    say "WARNING: no go on PATH: $1 taken as $2@$3 unchecked" >&2
+    printf '%s' "$3"
+    return
+  fi
+  run 30 go version -m "$1"
+  awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }' <<<"$RUN_STDOUT"
+}
+
+# MinIO and mc as the dev overlay runs them: the entrypoint is the binary (the
+# manifest gives only args). Both need a writable HOME for their config directory.
+MINIO_IMAGE=localhost/minio:$MINIO_VERSION
+MC_IMAGE=localhost/mc:$MC_VERSION
+BUILT_S3_IMAGES=()
+build_go_tool_image() { # NAME BINARY MODULE VERSION REF
+  local name=$1 bin=$2 module=$3 version=$4 ref=$5 found
+  if [[ ! -x $bin ]]; then
+    say "WARNING: no $bin: image $ref not built (.ci/install builds it)"
+    return
+  fi
+  found=$(module_version "$bin" "$module" "$version")
+  if [[ $found != "$version" ]]; then
+    say "ERROR: $bin is $module@${found:-unknown}, not the pinned $version (.ci/install)" >&2
+    exit 1
+  fi
+  build_binary_image "$name-$version" "$ref" "$bin" "/usr/bin/$name" --env HOME=/tmp
+  BUILT_S3_IMAGES+=("$name-$version=$ref")
+}
+
+build_s3_images() {
+  build_go_tool_image minio "$MINIO_BIN" "$MINIO_MODULE" "$MINIO_VERSION" "$MINIO_IMAGE"
+  build_go_tool_image mc "$MC_BIN" "$MC_MODULE" "$MC_VERSION" "$MC_IMAGE"
 }
 
 # Each sidecar .ci/install built (tools/kube) as localhost/NAME:VERSION, the version
@@ -374,17 +448,19 @@ need buildah mmdebstrap gcc deno ldd timeout
 say "cache: $CACHE"
 build_pause
 build_csi
-build_registrar_standin
+build_standins
 build_zerofs
+build_s3_images
 build_sidecars
 if [[ -n $ADDRESS ]]; then
   need ctr
   import_image "$CACHE/pause.tar" "$PAUSE_IMAGE"
   import_image "$CACHE/zerofs-csi-dev.tar" "$CSI_IMAGE_REF"
-  import_image "$CACHE/registrar-standin.tar" "$STANDIN_IMAGE"
+  import_image "$CACHE/registrar-standin.tar" "$REGISTRAR_STANDIN_IMAGE"
+  import_image "$CACHE/livenessprobe-standin.tar" "$LIVENESSPROBE_STANDIN_IMAGE"
   import_image "$CACHE/zerofs-${ZEROFS_VERSION}.tar" "$ZEROFS_IMAGE"
-  for sidecar in "${SIDECAR_REFS[@]}"; do
-    import_image "$CACHE/${sidecar%%=*}.tar" "${sidecar#*=}"
+  for built in "${BUILT_S3_IMAGES[@]}" "${SIDECAR_REFS[@]}"; do
+    import_image "$CACHE/${built%%=*}.tar" "${built#*=}"
   done
 fi
 say "done"

@@ -28,8 +28,20 @@ export const E2E_IMAGES = {
   driver: "zerofs-csi:dev",
   /** The pinned ZeroFS; the tag is the release the driver reads. */
   zerofs: "localhost/zerofs:0.16.2",
-  /** A STAND-IN for node-driver-registrar (tests/e2e/registrar_standin.ts), which the proxy does not serve. */
+  /**
+   * A STAND-IN for node-driver-registrar (tests/e2e/registrar_standin.ts), which the
+   * proxy does not serve; `/csi-node-driver-registrar` runs it, as the exec probe does.
+   */
   registrarStandin: "localhost/node-driver-registrar-standin:dev",
+  /**
+   * A STAND-IN for livenessprobe (tests/e2e/livenessprobe_standin.ts), which the proxy
+   * does not serve; `/livenessprobe` runs it.
+   */
+  livenessprobeStandin: "localhost/livenessprobe-standin:dev",
+  /** The pinned MinIO (tests/fixtures/s3.ts's MINIO_VERSION), entrypoint the binary, HOME=/tmp. */
+  minio: "localhost/minio:v0.0.0-20260212201848-7aac2a2c5b7c",
+  /** The pinned mc (.ci/install's MC_VERSION), entrypoint the binary, HOME=/tmp. */
+  mc: "localhost/mc:v0.0.0-20250313080218-cf909e1063a9",
 } as const;
 
 /** A CSI sidecar's image: `localhost/<binary name>:<version the binary reports>`. */
