@@ -10,17 +10,10 @@
 
 import assert from "node:assert/strict";
 import { runTool } from "../../blockdev/mod.ts";
-import {
-  findClusterNetworkBinaries,
-  kubeChainsLeft,
-  startClusterNetwork,
-} from "../fixtures/cluster_network.ts";
-import {
-  findKubeBinaries,
-  KUBERNETES_SERVICE_IP,
-  startKubeCluster,
-} from "../fixtures/kube_cluster.ts";
-import { findKubelet, NODE_GATEWAY_ADDRESS, startKubeletNode } from "../fixtures/kubelet_node.ts";
+import { findClusterNetworkBinaries, kubeChainsLeft } from "../fixtures/cluster_network.ts";
+import { findKubeBinaries, KUBERNETES_SERVICE_IP } from "../fixtures/kube_cluster.ts";
+import { findKubelet } from "../fixtures/kubelet_node.ts";
+import { startNetworkedCluster } from "../fixtures/networked_cluster.ts";
 import { E2E_IMAGES } from "./images/mod.ts";
 
 const NODE = "zerofs-e2e-node";
@@ -106,73 +99,39 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const cluster = await startKubeCluster({
-      users: [
-        { name: `system:node:${NODE}`, groups: ["system:nodes"] },
-        { name: "system:kube-proxy", groups: [] },
-      ],
-      bindAddress: "0.0.0.0",
-      advertiseAddress: NODE_GATEWAY_ADDRESS,
-      extraServingIps: [NODE_GATEWAY_ADDRESS, KUBERNETES_SERVICE_IP],
-    });
+    const { cluster, network, stop } = await startNetworkedCluster({ nodeName: NODE });
     try {
-      const node = await startKubeletNode({
-        nodeName: NODE,
-        kubeconfigPath: cluster.userKubeconfigs[`system:node:${NODE}`],
-        clusterDns: [NODE_GATEWAY_ADDRESS],
-      });
-      try {
-        const network = await startClusterNetwork({
-          kubeProxyKubeconfig: cluster.userKubeconfigs["system:kube-proxy"],
-          dnsKubeconfig: cluster.kubeconfig,
-          nodeName: NODE,
-          podSubnet: node.podSubnet,
-          dnsAddress: node.gatewayAddress,
-        });
-        try {
-          const admin = cluster.kubeconfig;
-          const service = {
-            apiVersion: "v1",
-            kind: "Service",
-            metadata: { name: "greeter", namespace: "default" },
-            spec: { selector: { app: "greeter" }, ports: [{ port: SERVER_PORT }] },
-          };
-          for (
-            const obj of [service, denoPod("greeter", SERVER_CODE, { app: "greeter" })]
-          ) {
-            await kubectl(admin, ["apply", "-f", "-"], JSON.stringify(obj));
-          }
-          await kubectl(admin, ["wait", "--for=condition=Ready", "pod/greeter", "--timeout=120s"]);
-          await kubectl(
-            admin,
-            ["apply", "-f", "-"],
-            JSON.stringify(denoPod("client", CLIENT_CODE)),
-          );
-          await kubectl(admin, [
-            "wait",
-            "--for=jsonpath={.status.phase}=Succeeded",
-            "pod/client",
-            "--timeout=120s",
-          ]).catch(async (e) => {
-            throw new Error(
-              `${(e as Error).message}\n--- client log:\n` +
-                await kubectl(admin, ["logs", "client"]).catch(() => "") +
-                `\n${await network.logTail()}`,
-            );
-          });
-          const out = await kubectl(admin, ["logs", "client"]);
-          assert.match(out, new RegExp(`^service host ${KUBERNETES_SERVICE_IP}:443$`, "m"));
-          assert.match(out, /^api 200 v1\.32\.2$/m);
-          assert.match(out, /^greeter 200 greetings from the server pod$/m);
-        } finally {
-          await network.stop();
-        }
-        assert.deepEqual(await kubeChainsLeft(), [], "kube-proxy chains left after stop");
-      } finally {
-        await node.stop();
+      const admin = cluster.kubeconfig;
+      const service = {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "greeter", namespace: "default" },
+        spec: { selector: { app: "greeter" }, ports: [{ port: SERVER_PORT }] },
+      };
+      for (const obj of [service, denoPod("greeter", SERVER_CODE, { app: "greeter" })]) {
+        await kubectl(admin, ["apply", "-f", "-"], JSON.stringify(obj));
       }
+      await kubectl(admin, ["wait", "--for=condition=Ready", "pod/greeter", "--timeout=120s"]);
+      await kubectl(admin, ["apply", "-f", "-"], JSON.stringify(denoPod("client", CLIENT_CODE)));
+      await kubectl(admin, [
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "pod/client",
+        "--timeout=120s",
+      ]).catch(async (e) => {
+        throw new Error(
+          `${(e as Error).message}\n--- client log:\n` +
+            await kubectl(admin, ["logs", "client"]).catch(() => "") +
+            `\n${await network.logTail()}`,
+        );
+      });
+      const out = await kubectl(admin, ["logs", "client"]);
+      assert.match(out, new RegExp(`^service host ${KUBERNETES_SERVICE_IP}:443$`, "m"));
+      assert.match(out, /^api 200 v1\.32\.2$/m);
+      assert.match(out, /^greeter 200 greetings from the server pod$/m);
     } finally {
-      await cluster.stop();
+      await stop();
     }
+    assert.deepEqual(await kubeChainsLeft(), [], "kube-proxy chains left after stop");
   },
 });
