@@ -13,9 +13,9 @@
  *    `--kubelet-registration-path` endpoint and CSI `1.0.0`;
  * 3. logs NotifyRegistrationStatus and exits non-zero when the kubelet says the
  *    plugin was not registered (the real registrar exits too, so the pod restarts);
- * 4. `--mode=kubelet-registration-probe`, the exec livenessProbe the manifests run
- *    as `/csi-node-driver-registrar`, does what it does since v2.9.0 (the manifests
- *    pin v2.15.0): exits 1 without `--kubelet-registration-path`, else exits 0 at
+ * 4. `--mode=kubelet-registration-probe` (an exec livenessProbe older manifests run
+ *    as `/csi-node-driver-registrar`; ours no longer do) does what it does since
+ *    v2.9.0 (the manifests pin v2.15.0): exits 1 without `--kubelet-registration-path`, else exits 0 at
  *    once, touching no file and no socket. The mode is deprecated upstream
  *    (node-driver-registrar#309, #316): the registration file it used to check was
  *    written on GetInfo beside the kubelet endpoint, which a read-only root
